@@ -1,0 +1,216 @@
+"""A content-addressed blob store (aptly's pool, git's objects).
+
+A blob is named by the sha256 of its bytes and lives at
+``blobs/ab/cd/abcd...``. Writes go to a temporary file in ``blobs/.tmp``,
+are hashed while written, fsynced, and renamed into place, so a blob is
+never visible half-written and a kill at any moment leaves at most a stray
+temporary file (removed by the next ``BlobStore``). Identical content is
+stored once. Consumers publish blobs into served trees by hard link.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from reservoir.errors import IntegrityError, ReservoirError
+
+CHUNK = 1 << 20
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_sha256(value: str) -> str:
+    """Return `value` if it is a lowercase hex sha256, else raise."""
+    if not SHA256_RE.match(value):
+        raise IntegrityError(f"not a sha256 digest: {value[:80]!r}")
+    return value
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DiskFull(ReservoirError):
+    pass
+
+
+@dataclass
+class BlobWriter:
+    """Streams one blob into the store; use as a context manager.
+
+    ``expected_sha256`` / ``expected_size``, when given, are checked before
+    the blob becomes visible; a mismatch discards the bytes.
+    """
+
+    store: BlobStore
+    expected_sha256: str | None = None
+    expected_size: int | None = None
+    _file: BinaryIO = field(init=False)
+    _tmp: Path = field(init=False)
+    _hash: hashlib._Hash = field(init=False, default_factory=hashlib.sha256)
+    size: int = field(init=False, default=0)
+    sha256: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        fd, name = tempfile.mkstemp(dir=self.store.tmp_dir, prefix="blob-")
+        self._tmp = Path(name)
+        self._file = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"disk full while writing to {self.store.root}", hint="free space and retry") from exc
+            raise
+        self._hash.update(data)
+        self.size += len(data)
+
+    def commit(self) -> str:
+        digest = self._hash.hexdigest()
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            self.abort()
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"disk full while writing to {self.store.root}", hint="free space and retry") from exc
+            raise
+        self._file.close()
+        if self.expected_size is not None and self.size != self.expected_size:
+            self.abort()
+            raise IntegrityError(f"size mismatch: expected {self.expected_size} bytes, got {self.size}")
+        if self.expected_sha256 is not None and digest != self.expected_sha256:
+            self.abort()
+            raise IntegrityError(f"sha256 mismatch: expected {self.expected_sha256}, got {digest}")
+        final = self.store.path(digest)
+        if final.exists():
+            self._tmp.unlink(missing_ok=True)
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, final)
+            fsync_dir(final.parent)
+        self.sha256 = digest
+        return digest
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is not None or self.sha256 is None:
+            self.abort()
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / ".tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def size(self, sha256: str) -> int:
+        return self.path(sha256).stat().st_size
+
+    def open(self, sha256: str) -> BinaryIO:
+        try:
+            return open(self.path(sha256), "rb")
+        except FileNotFoundError:
+            raise ReservoirError(f"blob {sha256} is not in the store at {self.root}") from None
+
+    def writer(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobWriter:
+        if expected_sha256 is not None:
+            check_sha256(expected_sha256)
+        return BlobWriter(self, expected_sha256, expected_size)
+
+    def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> str:
+        with self.writer(expected_sha256, len(data) if expected_sha256 else None) as w:
+            w.write(data)
+            return w.commit()
+
+    def put_file(self, source: Path, expected_sha256: str | None = None) -> str:
+        """Copy `source` into the store (hashing as it copies)."""
+        with self.writer(expected_sha256) as w, open(source, "rb") as f:
+            while chunk := f.read(CHUNK):
+                w.write(chunk)
+            return w.commit()
+
+    def verify(self, sha256: str) -> bool:
+        """Re-hash a stored blob; False when it is missing or corrupt."""
+        path = self.path(sha256)
+        return path.is_file() and sha256_file(path) == sha256
+
+    def iter_digests(self) -> Iterator[str]:
+        for path in self.root.glob("??/??/*"):
+            if SHA256_RE.match(path.name):
+                yield path.name
+
+    def link_into(self, sha256: str, dest: Path) -> None:
+        """Make `dest` show the blob: a hard link, or a copy across filesystems."""
+        src = self.path(sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest)
+        except FileExistsError:
+            dest.unlink()
+            os.link(src, dest)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            shutil.copyfile(src, dest)
+
+    def remove(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def clean_stale_temporaries(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporaries left by killed writers; returns how many.
+
+        Only files untouched for `older_than_s` go, so a writer in another
+        process keeps its file.
+        """
+        import time
+
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for tmp in self.tmp_dir.glob("blob-*"):
+            try:
+                if tmp.stat().st_mtime <= cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed

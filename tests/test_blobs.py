@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reservoir.blobs import BlobStore
+from reservoir.errors import IntegrityError
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_put_bytes_is_content_addressed(blob_store: BlobStore) -> None:
+    sha = blob_store.put_bytes(b"hello")
+    assert sha == digest(b"hello")
+    assert blob_store.path(sha).read_bytes() == b"hello"
+    assert blob_store.path(sha).relative_to(blob_store.root).parts[:2] == (sha[:2], sha[2:4])
+
+
+def test_same_content_is_stored_once(blob_store: BlobStore) -> None:
+    a = blob_store.put_bytes(b"same")
+    b = blob_store.put_bytes(b"same")
+    assert a == b
+    assert list(blob_store.iter_digests()) == [a]
+
+
+def test_hash_mismatch_discards_the_bytes(blob_store: BlobStore) -> None:
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        blob_store.put_bytes(b"evil", expected_sha256=digest(b"good"))
+    assert list(blob_store.iter_digests()) == []
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_size_mismatch_discards_the_bytes(blob_store: BlobStore) -> None:
+    with blob_store.writer(expected_size=10) as w:
+        w.write(b"short")
+        with pytest.raises(IntegrityError, match="size mismatch"):
+            w.commit()
+    assert list(blob_store.iter_digests()) == []
+
+
+def test_exception_while_writing_leaves_nothing(blob_store: BlobStore) -> None:
+    with pytest.raises(RuntimeError):
+        with blob_store.writer() as w:
+            w.write(b"partial")
+            raise RuntimeError("network dropped")
+    assert list(blob_store.iter_digests()) == []
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_verify_detects_corruption(blob_store: BlobStore) -> None:
+    sha = blob_store.put_bytes(b"payload")
+    assert blob_store.verify(sha)
+    path = blob_store.path(sha)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"paylaod")
+    assert not blob_store.verify(sha)
+    assert not blob_store.verify(digest(b"absent"))
+
+
+def test_malformed_digest_is_refused(blob_store: BlobStore) -> None:
+    with pytest.raises(IntegrityError, match="not a sha256"):
+        blob_store.path("../../etc/passwd")
+
+
+def test_link_into_shares_the_inode(blob_store: BlobStore, tmp_path: Path) -> None:
+    sha = blob_store.put_bytes(b"wheel bytes")
+    dest = tmp_path / "tree" / "pkg.whl"
+    blob_store.link_into(sha, dest)
+    assert dest.read_bytes() == b"wheel bytes"
+    assert dest.stat().st_ino == blob_store.path(sha).stat().st_ino
+
+
+def test_kill_during_write_leaves_no_visible_blob(tmp_path: Path) -> None:
+    """SIGKILL a writer mid-stream: no blob appears, and a stale temporary is cleaned."""
+    root = tmp_path / "blobs"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        from reservoir.blobs import BlobStore
+        store = BlobStore(Path({str(root)!r}))
+        w = store.writer()
+        w.write(b"x" * 1024)
+        print("writing", flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    store = BlobStore(root)
+    assert list(store.iter_digests()) == []
+    assert len(list(store.tmp_dir.iterdir())) == 1
+    assert store.clean_stale_temporaries(older_than_s=0) == 1
+    assert list(store.tmp_dir.iterdir()) == []
