@@ -8,7 +8,11 @@ instead each component declares in pyproject.toml:
 - ``reservoir.models``: a module whose import defines its tables on
   ``reservoir.db.Base``;
 - ``reservoir.migrations``: a package whose directory holds that
-  component's Alembic revisions (its own branch, labelled with its name).
+  component's Alembic revisions (its own branch, labelled with its name);
+- ``reservoir.vetters``: a callable ``vet(app: AppContext, release_ids:
+  list[int]) -> None`` that a hub runs on releases a sync just fetched
+  (license and security vetting); it sets ``Release.gate`` and records its
+  verdict in ``Release.meta["vetting"]``, which travels in bundles.
 """
 
 from __future__ import annotations
@@ -40,3 +44,7 @@ def migration_locations() -> list[Path]:
         assert module.__file__ is not None
         locations.append(Path(module.__file__).parent)
     return locations
+
+
+def vetters() -> list[Callable[..., None]]:
+    return [ep.load() for ep in _group("reservoir.vetters")]
