@@ -1,0 +1,455 @@
+"""Sync benchmark: reservoir vs bandersnatch against one local upstream.
+
+    .venv/bin/python benchmarks/sync_pypi.py
+
+Sets up what it needs under .bench/ (ignored by git) and reuses it on reruns:
+bandersnatch in its own virtualenv (pip, from the host's configured index),
+the real package files of about 50 popular projects and their dependency
+closure (`pip download`, host's configured index), and a synthetic upstream
+of 1,000 tiny generated wheels. Both upstreams are served on 127.0.0.1 by
+benchmarks/_upstream.py, which speaks what each mirror needs.
+
+Fairness: the upstream carries only the files pip resolved for the closure,
+and bandersnatch's allowlist gets every project of that closure, so both
+mirrors fetch the same files; the table shows files and bytes each fetched.
+
+Measures (medians of --runs timed runs; each run is a whole CLI process, so
+interpreter start-up counts for both):
+  1. initial sync of the real closure, into an empty home / mirror;
+  2. no-change re-sync of the same;
+  3. no-change re-sync of 1,000 synthetic projects (goal: reservoir < 5 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import base64
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _upstream import Counters, RunningUpstream, UpstreamIndex, scan_folder, serve_upstream  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / ".bench"
+RESERVOIR = REPO / ".venv" / "bin" / "reservoir"
+BANDERSNATCH_VENV = BENCH / "bandersnatch-venv"
+BANDERSNATCH_REQUIREMENT = "bandersnatch>=6.5,<7"
+
+# Popular, mostly pure-python projects; pip adds their dependency closure.
+ROOT_PROJECTS = (
+    "requests click flask jinja2 attrs rich pydantic httpx urllib3 certifi idna charset-normalizer six "
+    "python-dateutil pytz pyyaml packaging setuptools wheel typing-extensions markupsafe werkzeug itsdangerous "
+    "pygments anyio tomlkit filelock platformdirs virtualenv pytest tqdm toolz more-itertools importlib-metadata "
+    "jsonschema docutils sqlalchemy alembic boto3 fastapi uvicorn cachetools decorator wrapt tabulate psutil "
+    "sortedcontainers networkx pyparsing cryptography"
+).split()
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def run_quiet(cmd: Sequence[str | Path], log: Path, timeout: float | None = None, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as out:
+        return subprocess.run([str(c) for c in cmd], stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                              env=env, check=False)
+
+
+def ensure_bandersnatch() -> Path:
+    """bandersnatch in its own venv, so its pins never touch the project's."""
+    exe = BANDERSNATCH_VENV / "bin" / "bandersnatch"
+    if exe.exists():
+        return exe
+    print("installing bandersnatch into .bench/bandersnatch-venv ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(BANDERSNATCH_VENV)], check=True)
+    result = run_quiet([BANDERSNATCH_VENV / "bin" / "pip", "install", "-q", BANDERSNATCH_REQUIREMENT],
+                       BENCH / "logs" / "bandersnatch-install.log")
+    if result.returncode != 0 or not exe.exists():
+        sys.exit(f"error: installing {BANDERSNATCH_REQUIREMENT} failed; see {BENCH / 'logs/bandersnatch-install.log'}")
+    return exe
+
+
+def bandersnatch_version(exe: Path) -> str:
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).strip()
+
+
+def ensure_real_files(roots: Sequence[str]) -> Path:
+    """The closure of `roots` as pip resolves it, downloaded once from the host's index."""
+    key = hashlib.sha256(" ".join(sorted(roots)).encode()).hexdigest()[:12]
+    folder = BENCH / f"pypi-files-{key}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    print(f"downloading the closure of {len(roots)} projects with pip into {folder.relative_to(REPO)} ...",
+          flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = run_quiet([sys.executable, "-m", "pip", "download", "-q", "--dest", folder, *roots],
+                       BENCH / "logs" / "pip-download.log")
+    if result.returncode != 0:
+        sys.exit(f"error: pip download failed; see {BENCH / 'logs/pip-download.log'}")
+    done.write_text("\n".join(roots) + "\n")
+    return folder
+
+
+def tiny_wheel(name: str, version: str) -> tuple[str, bytes]:
+    """A minimal valid wheel: one module, METADATA, WHEEL and a RECORD with hashes."""
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    members = {
+        f"{dist}/__init__.py": f'"""{name}: generated for the sync benchmark."""\n__version__ = "{version}"\n'.encode(),
+        f"{info}/METADATA": (f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                             f"Summary: synthetic project {name}\nLicense: MIT\nRequires-Python: >=3.8\n").encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: reservoir-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record_lines = []
+    for path, data in members.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record_lines.append(f"{path},sha256={digest},{len(data)}")
+    record_lines.append(f"{info}/RECORD,,")
+    members[f"{info}/RECORD"] = ("\n".join(record_lines) + "\n").encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, data in members.items():
+            zf.writestr(zipfile.ZipInfo(path, date_time=(2024, 1, 1, 0, 0, 0)), data)
+    return f"{dist}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
+def synthetic_names(count: int) -> list[str]:
+    return [f"synth-project-{i:04d}" for i in range(count)]
+
+
+def ensure_synthetic_files(count: int) -> Path:
+    folder = BENCH / f"synthetic-{count}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in synthetic_names(count):
+        filename, data = tiny_wheel(name, "1.0.0")
+        (folder / filename).write_bytes(data)
+    done.write_text(f"{count}\n")
+    return folder
+
+
+# ---------------------------------------------------------------- mirrors
+
+
+@dataclass
+class Outcome:
+    """One timed CLI run and what the upstream served during it."""
+
+    seconds: float
+    ok: bool
+    files: int
+    file_bytes: int
+    requests: int
+    timed_out: bool = False
+    note: str = ""
+
+
+@dataclass
+class Mirror:
+    """A mirror tool under test; `prepare` makes an empty target, `sync` runs one sync."""
+
+    name: str
+    prepare: Callable[[Path, RunningUpstream, list[str]], None]
+    command: Callable[[Path], list[str]]
+    stored_files: Callable[[Path], int]
+
+
+def timed(cmd: list[str], upstream: RunningUpstream, log: Path, timeout: float) -> Outcome:
+    upstream.counters.reset()
+    start = time.perf_counter()
+    try:
+        result = run_quiet(cmd, log, timeout=timeout)
+        seconds, ok, timed_out = time.perf_counter() - start, result.returncode == 0, False
+    except subprocess.TimeoutExpired:
+        seconds, ok, timed_out = timeout, False, True
+    c: Counters = upstream.counters
+    return Outcome(seconds=seconds, ok=ok, files=c.files, file_bytes=c.file_bytes, requests=c.requests,
+                   timed_out=timed_out)
+
+
+def bandersnatch_mirror(exe: Path, workers: int) -> Mirror:
+    def prepare(target: Path, upstream: RunningUpstream, projects: list[str]) -> None:
+        allowlist = "\n".join(f"    {p}" for p in sorted(projects))
+        (target / "mirror").mkdir(parents=True)
+        (target / "bandersnatch.conf").write_text(
+            "[mirror]\n"
+            f"directory = {target / 'mirror'}\n"
+            f"master = {upstream.base_url}\n"
+            # The upstream is plain http on 127.0.0.1; bandersnatch has an option for that.
+            "allow-non-https = true\n"
+            "json = false\n"
+            "release-files = true\n"
+            "hash-index = false\n"
+            "simple-format = ALL\n"
+            "compare-method = hash\n"
+            "stop-on-error = true\n"
+            "timeout = 60\n"
+            "global-timeout = 3600\n"
+            f"workers = {workers}\n"
+            "[plugins]\n"
+            "enabled =\n"
+            "    allowlist_project\n"
+            "[allowlist]\n"
+            f"packages =\n{allowlist}\n"
+        )
+
+    def command(target: Path) -> list[str]:
+        return [str(exe), "-c", str(target / "bandersnatch.conf"), "mirror"]
+
+    def stored(target: Path) -> int:
+        packages = target / "mirror" / "web" / "packages"
+        return sum(1 for p in packages.rglob("*") if p.is_file()) if packages.exists() else 0
+
+    return Mirror(name="bandersnatch", prepare=prepare, command=command, stored_files=stored)
+
+
+def reservoir_mirror() -> Mirror:
+    def prepare(target: Path, upstream: RunningUpstream, projects: list[str]) -> None:
+        home = target / "home"
+        log = target / "setup.log"
+        for cmd in (
+            [RESERVOIR, "--home", home, "init", "--role", "hub"],
+            [RESERVOIR, "--home", home, "channel", "add", "bench", "--kind", "pypi",
+             "--upstream", upstream.simple_url, *reservoir_channel_options(projects)],
+        ):
+            result = run_quiet(cmd, log)
+            if result.returncode != 0:
+                sys.exit(f"error: {' '.join(map(str, cmd[3:5]))} failed: {log.read_text()[-2000:]}")
+
+    def command(target: Path) -> list[str]:
+        return [str(RESERVOIR), "--home", str(target / "home"), "sync", "bench"]
+
+    def stored(target: Path) -> int:
+        blobs = target / "home" / "blobs"
+        return sum(1 for p in blobs.rglob("*") if p.is_file() and ".tmp" not in p.parts) if blobs.exists() else 0
+
+    return Mirror(name="reservoir", prepare=prepare, command=command, stored_files=stored)
+
+
+def reservoir_channel_options(projects: list[str]) -> list[str]:
+    options: list[str] = []
+    for project in sorted(projects):
+        options += ["--package", project]
+    return options
+
+
+def reservoir_ready() -> str | None:
+    """None when `reservoir sync` exists, else why not."""
+    if not RESERVOIR.exists():
+        return f"{RESERVOIR} is missing"
+    probe = subprocess.run([str(RESERVOIR), "sync", "--help"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        return "`reservoir sync` is not available yet"
+    return None
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Measurement:
+    scenario: str
+    tool: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float | None:
+        good = [o.seconds for o in self.outcomes if o.ok]
+        return statistics.median(good) if good and len(good) == len(self.outcomes) else None
+
+    @property
+    def timed_out(self) -> bool:
+        return any(o.timed_out for o in self.outcomes)
+
+
+def fresh_dir(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def expect_complete(mirror: Mirror, target: Path, index: UpstreamIndex, outcome: Outcome) -> None:
+    """A sync that did not store every upstream file does not count as a success."""
+    stored = mirror.stored_files(target)
+    if outcome.ok and stored < index.file_count:
+        outcome.ok = False
+        outcome.note = f"stored {stored} of {index.file_count} files"
+
+
+def measure_initial(mirror: Mirror, upstream: RunningUpstream, index: UpstreamIndex, projects: list[str],
+                    work: Path, runs: int, timeout: float) -> tuple[Measurement, Path | None]:
+    """`runs` syncs into empty targets; returns the last target for the re-sync."""
+    measurement = Measurement("initial sync", mirror.name)
+    target: Path | None = None
+    for i in range(runs):
+        target = fresh_dir(work / f"{mirror.name}-initial")
+        mirror.prepare(target, upstream, projects)
+        outcome = timed(mirror.command(target), upstream, work / "logs" / f"{mirror.name}-initial-{i}.log", timeout)
+        expect_complete(mirror, target, index, outcome)
+        measurement.outcomes.append(outcome)
+        print(f"  {mirror.name:12} initial sync run {i + 1}: {describe(outcome)}", flush=True)
+        if not outcome.ok:
+            break
+    return measurement, target
+
+
+def measure_resync(mirror: Mirror, upstream: RunningUpstream, target: Path, scenario: str, runs: int,
+                   timeout: float, work: Path) -> Measurement:
+    measurement = Measurement(scenario, mirror.name)
+    for i in range(runs):
+        outcome = timed(mirror.command(target), upstream, work / "logs" / f"{mirror.name}-{scenario}-{i}.log",
+                        timeout)
+        if outcome.ok and outcome.files:
+            outcome.note = f"re-fetched {outcome.files} files"
+        measurement.outcomes.append(outcome)
+        print(f"  {mirror.name:12} {scenario} run {i + 1}: {describe(outcome)}", flush=True)
+        if not outcome.ok:
+            break
+    return measurement
+
+
+def describe(outcome: Outcome) -> str:
+    state = "ok" if outcome.ok else ("TIMED OUT" if outcome.timed_out else "FAILED")
+    text = (f"{outcome.seconds:.2f} s, {outcome.files} files / {outcome.file_bytes / 1e6:.1f} MB fetched, "
+            f"{outcome.requests} requests, {state}")
+    return text + (f" ({outcome.note})" if outcome.note else "")
+
+
+# ---------------------------------------------------------------- report
+
+
+def seconds_text(m: Measurement, timeout: float) -> str:
+    if m.timed_out:
+        return f"> {timeout:.0f} s"
+    if m.median is None:
+        return "failed" if m.outcomes else "not run"
+    return f"{m.median:.2f} s"
+
+
+def fetched_text(m: Measurement) -> str:
+    if not m.outcomes:
+        return "-"
+    last = m.outcomes[-1]
+    return f"{last.files} files, {last.file_bytes / 1e6:.1f} MB, {last.requests} req"
+
+
+def ratio_text(ours: Measurement, peer: Measurement, timeout: float) -> str:
+    if ours.median is None:
+        return "-"
+    if peer.timed_out:
+        return f"> {timeout / ours.median:.1f}x"
+    if peer.median is None:
+        return "-"
+    return f"{peer.median / ours.median:.2f}x"
+
+
+def print_table(rows: list[tuple[Measurement, Measurement]], timeout: float) -> None:
+    header = ("scenario", "reservoir", "bandersnatch", "speed-up", "reservoir fetched", "bandersnatch fetched")
+    lines = [header] + [
+        (ours.scenario, seconds_text(ours, timeout), seconds_text(peer, timeout), ratio_text(ours, peer, timeout),
+         fetched_text(ours), fetched_text(peer))
+        for ours, peer in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    print()
+    for n, line in enumerate(lines):
+        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths)))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+    print("\nspeed-up = bandersnatch median / reservoir median (higher is better for reservoir)")
+
+
+# ---------------------------------------------------------------- main
+
+
+def run_scenarios(args: argparse.Namespace) -> None:
+    work = fresh_dir(BENCH / "work")
+    bandersnatch_exe = ensure_bandersnatch()
+    bandersnatch = bandersnatch_mirror(bandersnatch_exe, args.workers)
+    reservoir = reservoir_mirror()
+    why_not = reservoir_ready()
+    if why_not:
+        print(f"note: reservoir side skipped: {why_not}", flush=True)
+    mirrors = [m for m in (reservoir, bandersnatch) if not (m is reservoir and why_not)]
+
+    real = scan_folder(ensure_real_files(args.roots))
+    synthetic = scan_folder(ensure_synthetic_files(args.synthetic)) if args.synthetic else None
+    rows: list[tuple[Measurement, Measurement]] = []
+    empty = lambda s: Measurement(s, "reservoir")  # noqa: E731
+
+    print(f"real upstream: {len(real.files)} projects, {real.file_count} files, {real.total_bytes / 1e6:.1f} MB "
+          f"(closure of {len(args.roots)} root projects)", flush=True)
+    print(f"{bandersnatch_version(bandersnatch_exe)}, workers={args.workers}", flush=True)
+    with serve_upstream(real) as upstream:
+        results: dict[str, tuple[Measurement, Measurement]] = {}
+        for mirror in mirrors:
+            initial, target = measure_initial(mirror, upstream, real, sorted(real.files), work, args.runs,
+                                              args.timeout)
+            resync = (measure_resync(mirror, upstream, target, "no-change re-sync", args.runs, args.timeout, work)
+                      if target is not None and initial.median is not None else Measurement("no-change re-sync",
+                                                                                             mirror.name))
+            results[mirror.name] = (initial, resync)
+        ours = results.get("reservoir", (empty("initial sync"), empty("no-change re-sync")))
+        peer = results["bandersnatch"]
+        rows += [(ours[0], peer[0]), (ours[1], peer[1])]
+
+    if synthetic is not None:
+        scenario = f"no-change re-sync, {len(synthetic.files)} projects"
+        print(f"synthetic upstream: {len(synthetic.files)} projects, {synthetic.file_count} files", flush=True)
+        with serve_upstream(synthetic) as upstream:
+            found: dict[str, Measurement] = {}
+            for mirror in mirrors:
+                initial, target = measure_initial(mirror, upstream, synthetic, sorted(synthetic.files), work, 1,
+                                                  args.timeout)
+                found[mirror.name] = (
+                    measure_resync(mirror, upstream, target, scenario, args.runs, args.timeout, work)
+                    if target is not None and initial.median is not None
+                    else Measurement(scenario, mirror.name, outcomes=initial.outcomes,
+                                     note="initial sync did not complete")
+                )
+            rows.append((found.get("reservoir", empty(scenario)), found["bandersnatch"]))
+
+    print_table(rows, args.timeout)
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            [{"scenario": o.scenario, "reservoir_s": o.median, "bandersnatch_s": p.median,
+              "bandersnatch_timed_out": p.timed_out,
+              "reservoir_runs": [vars(x) for x in o.outcomes], "bandersnatch_runs": [vars(x) for x in p.outcomes]}
+             for o, p in rows], indent=2))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per measurement (median reported)")
+    parser.add_argument("--synthetic", type=int, default=1000, help="projects in the synthetic upstream (0: skip)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds before one CLI run is abandoned")
+    parser.add_argument("--workers", type=int, default=10,
+                        help="bandersnatch download workers (10 is its maximum, its fastest setting)")
+    parser.add_argument("--roots", nargs="+", default=list(ROOT_PROJECTS), help="root projects of the closure")
+    parser.add_argument("--json", help="also write the raw measurements to this file")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    run_scenarios(parse_args())
