@@ -170,6 +170,9 @@ class Mirror:
     prepare: Callable[[Path, RunningUpstream, list[str]], None]
     command: Callable[[Path], list[str]]
     stored_files: Callable[[Path], int]
+    # A re-sync that ignores what the tool remembers and checks every project
+    # against the upstream (None: the tool's normal re-sync already does).
+    recheck_command: Callable[[Path], list[str]] | None = None
 
 
 def timed(cmd: list[str], upstream: RunningUpstream, log: Path, timeout: float) -> Outcome:
@@ -218,7 +221,12 @@ def bandersnatch_mirror(exe: Path, workers: int) -> Mirror:
         packages = target / "mirror" / "web" / "packages"
         return sum(1 for p in packages.rglob("*") if p.is_file()) if packages.exists() else 0
 
-    return Mirror(name="bandersnatch", prepare=prepare, command=command, stored_files=stored)
+    def recheck(target: Path) -> list[str]:
+        # Without its saved serial, bandersnatch fetches every project's JSON
+        # and re-hashes every stored file: the slow run its users report.
+        return [str(exe), "-c", str(target / "bandersnatch.conf"), "mirror", "--force-check"]
+
+    return Mirror(name="bandersnatch", prepare=prepare, command=command, stored_files=stored, recheck_command=recheck)
 
 
 def reservoir_mirror() -> Mirror:
@@ -314,11 +322,12 @@ def measure_initial(mirror: Mirror, upstream: RunningUpstream, index: UpstreamIn
 
 
 def measure_resync(mirror: Mirror, upstream: RunningUpstream, target: Path, scenario: str, runs: int,
-                   timeout: float, work: Path) -> Measurement:
+                   timeout: float, work: Path, recheck: bool = False) -> Measurement:
     measurement = Measurement(scenario, mirror.name)
+    command = mirror.recheck_command if recheck and mirror.recheck_command else mirror.command
+    slug = scenario.replace(" ", "-").replace(",", "")
     for i in range(runs):
-        outcome = timed(mirror.command(target), upstream, work / "logs" / f"{mirror.name}-{scenario}-{i}.log",
-                        timeout)
+        outcome = timed(command(target), upstream, work / "logs" / f"{mirror.name}-{slug}-{i}.log", timeout)
         if outcome.ok and outcome.files:
             outcome.note = f"re-fetched {outcome.files} files"
         measurement.outcomes.append(outcome)
@@ -377,57 +386,61 @@ def print_table(rows: list[tuple[Measurement, Measurement]], timeout: float) -> 
         if n == 0:
             print("-+-".join("-" * w for w in widths))
     print("\nspeed-up = bandersnatch median / reservoir median (higher is better for reservoir)")
+    print("(*) reservoir's normal no-change re-sync vs `bandersnatch mirror --force-check`, which ignores its saved\n"
+          "    serial, fetches every project's JSON and re-hashes every stored file")
 
 
 # ---------------------------------------------------------------- main
 
 
+Row = tuple[Measurement, Measurement]
+
+
+def measure_upstream(index: UpstreamIndex, reservoir_projects: list[str], mirrors: list[Mirror], label: str,
+                     initial_runs: int, args: argparse.Namespace, work: Path) -> list[Row]:
+    """Initial sync, no-change re-sync and forced re-check of one upstream, for every mirror."""
+    suffix = f", {label}" if label else ""
+    scenarios = (f"initial sync{suffix}", f"no-change re-sync{suffix}",
+                 f"full re-check{suffix} (*)")
+    found: dict[str, list[Measurement]] = {}
+    with serve_upstream(index) as upstream:
+        for mirror in mirrors:
+            # bandersnatch gets the whole closure; reservoir gets the roots and selects it.
+            projects = reservoir_projects if mirror.name == "reservoir" else sorted(index.files)
+            initial, target = measure_initial(mirror, upstream, index, projects, work, initial_runs, args.timeout)
+            initial.scenario = scenarios[0]
+            if target is None or initial.median is None:
+                found[mirror.name] = [initial, Measurement(scenarios[1], mirror.name), Measurement(scenarios[2],
+                                                                                                   mirror.name)]
+                continue
+            resync = measure_resync(mirror, upstream, target, scenarios[1], args.runs, args.timeout, work)
+            recheck = (measure_resync(mirror, upstream, target, scenarios[2], args.runs, args.timeout, work,
+                                      recheck=True) if mirror.recheck_command else resync)
+            found[mirror.name] = [initial, resync, recheck]
+    ours = found.get("reservoir", [Measurement(s, "reservoir") for s in scenarios])
+    return list(zip(ours, found["bandersnatch"]))
+
+
 def run_scenarios(args: argparse.Namespace) -> None:
     work = fresh_dir(BENCH / "work")
     bandersnatch_exe = ensure_bandersnatch()
-    bandersnatch = bandersnatch_mirror(bandersnatch_exe, args.workers)
-    reservoir = reservoir_mirror()
+    mirrors = [bandersnatch_mirror(bandersnatch_exe, args.workers)]
     why_not = reservoir_ready()
     if why_not:
         print(f"note: reservoir side skipped: {why_not}", flush=True)
-    mirrors = [m for m in (reservoir, bandersnatch) if not (m is reservoir and why_not)]
+    else:
+        mirrors.insert(0, reservoir_mirror())
 
     real = scan_folder(ensure_real_files(args.roots))
-    synthetic = scan_folder(ensure_synthetic_files(args.synthetic)) if args.synthetic else None
-    rows: list[tuple[Measurement, Measurement]] = []
-    empty = lambda s: Measurement(s, "reservoir")  # noqa: E731
-
     print(f"real upstream: {len(real.files)} projects, {real.file_count} files, {real.total_bytes / 1e6:.1f} MB "
           f"(closure of {len(args.roots)} root projects)", flush=True)
     print(f"{bandersnatch_version(bandersnatch_exe)}, workers={args.workers}", flush=True)
-    with serve_upstream(real) as upstream:
-        results: dict[str, tuple[Measurement, Measurement]] = {}
-        for mirror in mirrors:
-            initial, target = measure_initial(mirror, upstream, real, sorted(real.files), work, args.runs,
-                                              args.timeout)
-            resync = (measure_resync(mirror, upstream, target, "no-change re-sync", args.runs, args.timeout, work)
-                      if target is not None and initial.median is not None else Measurement("no-change re-sync",
-                                                                                             mirror.name))
-            results[mirror.name] = (initial, resync)
-        ours = results.get("reservoir", (empty("initial sync"), empty("no-change re-sync")))
-        peer = results["bandersnatch"]
-        rows += [(ours[0], peer[0]), (ours[1], peer[1])]
-
-    if synthetic is not None:
-        scenario = f"no-change re-sync, {len(synthetic.files)} projects"
+    rows = measure_upstream(real, sorted(args.roots), mirrors, "", args.runs, args, work)
+    if args.synthetic:
+        synthetic = scan_folder(ensure_synthetic_files(args.synthetic))
         print(f"synthetic upstream: {len(synthetic.files)} projects, {synthetic.file_count} files", flush=True)
-        with serve_upstream(synthetic) as upstream:
-            found: dict[str, Measurement] = {}
-            for mirror in mirrors:
-                initial, target = measure_initial(mirror, upstream, synthetic, sorted(synthetic.files), work, 1,
-                                                  args.timeout)
-                found[mirror.name] = (
-                    measure_resync(mirror, upstream, target, scenario, args.runs, args.timeout, work)
-                    if target is not None and initial.median is not None
-                    else Measurement(scenario, mirror.name, outcomes=initial.outcomes,
-                                     note="initial sync did not complete")
-                )
-            rows.append((found.get("reservoir", empty(scenario)), found["bandersnatch"]))
+        rows += measure_upstream(synthetic, sorted(synthetic.files), mirrors, f"{len(synthetic.files)} projects", 1,
+                                 args, work)
 
     print_table(rows, args.timeout)
     if args.json:
