@@ -547,21 +547,10 @@ class RunningUpstream:
         return f"{self.base_url}/simple/"
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve_upstream(index: UpstreamIndex) -> Iterator[RunningUpstream]:
-    """Serve `index` on 127.0.0.1 from a background thread; stops on exit."""
-    port = free_port()
-    origin = f"http://127.0.0.1:{port}"
-    upstream = UpstreamApp(index=index, origin=origin)
-    upstream.rendered  # render before the clock of any benchmark starts
+    """Serve `index` on 127.0.0.1 (a free port) from a background thread; stops on exit."""
+    upstream = UpstreamApp(index=index, origin="")
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(upstream.make_app(), access_log=None)
     started = threading.Event()
@@ -571,10 +560,13 @@ def serve_upstream(index: UpstreamIndex) -> Iterator[RunningUpstream]:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start())
+            upstream.origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            upstream.rendered  # render before the clock of any benchmark starts
         except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
             failure.append(exc)
             started.set()
+            loop.run_until_complete(runner.cleanup())
             return
         started.set()
         loop.run_forever()
@@ -587,7 +579,7 @@ def serve_upstream(index: UpstreamIndex) -> Iterator[RunningUpstream]:
     if failure:
         raise failure[0]
     try:
-        yield RunningUpstream(base_url=origin, app=upstream)
+        yield RunningUpstream(base_url=upstream.origin, app=upstream)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
