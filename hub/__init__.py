@@ -1,0 +1,1 @@
+"""The connected side's orchestration: channels and sync runs."""

@@ -1,0 +1,301 @@
+"""One sync of a channel: select from upstream, diff, fetch the new, record.
+
+The order makes a kill at any moment harmless: selecting and fetching only
+add content-addressed blobs (never visible half-written), and the catalog
+(releases, artifacts, snapshot, caches) changes in one transaction at the
+end. A sync killed midway therefore leaves the catalog as it was, and the
+next one finds the files it had already stored in the blob store and does
+not download them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from reservoir.blobs import BlobStore
+from reservoir.context import AppContext
+from reservoir.errors import ReservoirError
+from reservoir.models import Artifact, ArtifactState, Channel, Release, ReleaseState, Snapshot, SyncRun, utcnow
+from reservoir.plugins import vetters
+from reservoir.progress import Progress
+
+from downloader.base import SelectedRelease, Selection, UpstreamFile
+from downloader.pypi.adapter import CachedMetadata, CachedPage, Caches, PyPIAdapter, StoreOutcome
+from downloader.pypi.fetch import Fetcher, FetchPolicy
+from downloader.pypi.files import WHEEL
+from downloader.pypi.options import PyPIOptions
+from hub.cache import FileMetadata, UpstreamPage
+from hub.channels import get_channel
+
+
+@dataclass(frozen=True)
+class AddedRelease:
+    name: str
+    version: str
+    files: int
+    size: int
+
+
+@dataclass(frozen=True)
+class FailedRelease:
+    name: str
+    version: str
+    reason: str
+
+
+@dataclass
+class ChannelReport:
+    channel: str
+    added: list[AddedRelease] = field(default_factory=list)
+    removed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[FailedRelease] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    selected: int = 0
+    downloaded_files: int = 0
+    downloaded_bytes: int = 0
+    seconds: float = 0.0
+    added_release_ids: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    id: int
+    name: str
+    upstream: str
+    options: PyPIOptions
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_channel(session: Session, name: str) -> ChannelConfig:
+    channel = get_channel(session, name)
+    return ChannelConfig(channel.id, channel.name, channel.upstream, PyPIOptions.from_json(channel.options))
+
+
+def load_caches(session: Session, channel_id: int) -> Caches:
+    caches = Caches()
+    for page in session.scalars(select(UpstreamPage).where(UpstreamPage.channel_id == channel_id)):
+        caches.pages[page.project] = CachedPage(page.etag, page.last_modified, page.digest, page.files)
+    for row in session.scalars(select(FileMetadata)):
+        caches.metadata[row.file_sha256] = CachedMetadata(row.metadata_sha256, row.fields)
+    return caches
+
+
+def held_releases(session: Session, channel_id: int) -> dict[str, Release]:
+    query = (
+        select(Release)
+        .where(Release.channel_id == channel_id)
+        .options(selectinload(Release.artifacts))
+    )
+    return {f"{r.name}=={r.version}": r for r in session.scalars(query)}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def artifact_complete(artifact: Artifact, blobs: BlobStore) -> bool:
+    """Stored, its blob present, and (for a wheel) its METADATA blob recorded."""
+    if artifact.state != ArtifactState.STORED or not blobs.has(artifact.sha256):
+        return False
+    if artifact.meta.get("packagetype") == WHEEL:
+        return bool(artifact.meta.get("aux_blobs", {}).get("metadata"))
+    return True
+
+
+def files_to_fetch(selection: Selection, held: dict[str, Release], blobs: BlobStore) -> list[UpstreamFile]:
+    """Files of the selection that the catalog does not hold complete (the diff)."""
+    todo: dict[str, UpstreamFile] = {}
+    for key, release in selection.releases.items():
+        if release.failure:
+            continue
+        before = held.get(key)
+        have = {a.filename: a for a in before.artifacts} if before else {}
+        for file in release.files:
+            artifact = have.get(file.filename)
+            if artifact is None or artifact.sha256 != file.sha256 or not artifact_complete(artifact, blobs):
+                todo.setdefault(file.sha256, file)
+    return list(todo.values())
+
+
+# ---------------------------------------------------------------- recording
+
+
+def _artifact_meta(file: UpstreamFile, aux: dict[str, str]) -> dict[str, Any]:
+    meta = dict(file.meta)
+    if aux:
+        meta["aux_blobs"] = dict(aux)
+    return meta
+
+
+def _stored_size(file: UpstreamFile, blobs: BlobStore) -> int:
+    if file.size is not None:
+        return file.size
+    return blobs.size(file.sha256) if blobs.has(file.sha256) else 0
+
+
+def _record_release(session: Session, channel_id: int, selected: SelectedRelease, before: Release | None,
+                    outcomes: dict[str, StoreOutcome], report: ChannelReport, blobs: BlobStore) -> Release:
+    was_complete = (
+        before is not None
+        and before.state == ReleaseState.ACTIVE
+        and all(a.state == ArtifactState.STORED for a in before.artifacts)
+        and {a.filename for a in before.artifacts} == {f.filename for f in selected.files}
+    )
+    release = before or Release(channel_id=channel_id, name=selected.name, version=selected.version)
+    release.display_name = selected.display_name
+    release.state = ReleaseState.ACTIVE
+    if selected.meta:
+        vetting = release.meta.get("vetting") if release.meta else None
+        release.meta = {**selected.meta, **({"vetting": vetting} if vetting else {})}
+        release.declared_license = selected.declared_license
+    if before is None:
+        session.add(release)
+    have = {a.filename: a for a in release.artifacts}
+    errors: list[str] = []
+    for file in selected.files:
+        artifact = have.pop(file.filename, None)
+        if artifact is None:
+            artifact = Artifact(filename=file.filename)
+            release.artifacts.append(artifact)
+        outcome = outcomes.get(file.sha256)
+        aux = (outcome.aux_blobs if outcome else None) or selected.aux_blobs.get(file.filename) or (
+            artifact.meta.get("aux_blobs", {}) if artifact.meta and artifact.sha256 == file.sha256 else {})
+        artifact.url = file.url
+        artifact.size = file.size if file.size is not None else (blobs.size(file.sha256) if blobs.has(file.sha256) else None)
+        if artifact.sha256 != file.sha256:
+            artifact.sha256, artifact.state = file.sha256, ArtifactState.PENDING
+        artifact.meta = _artifact_meta(file, aux)
+        if selected.failure:
+            if artifact.state != ArtifactState.STORED:
+                artifact.state, artifact.error = ArtifactState.FAILED, selected.failure
+        elif outcome is not None:
+            artifact.state = ArtifactState.FAILED if outcome.error else ArtifactState.STORED
+            artifact.error = outcome.error
+        if artifact.state == ArtifactState.FAILED:
+            errors.append(artifact.error)
+    for gone in have.values():  # files the upstream no longer lists for this release
+        release.artifacts.remove(gone)
+    if selected.failure or errors:
+        report.failed.append(FailedRelease(selected.display_name, selected.version,
+                                           "; ".join(dict.fromkeys([selected.failure] if selected.failure else errors))))
+    elif not was_complete:
+        report.added.append(AddedRelease(selected.display_name, selected.version, len(selected.files),
+                                         sum(_stored_size(f, blobs) for f in selected.files)))
+    return release
+
+
+def _save_caches(session: Session, channel_id: int, caches: Caches) -> None:
+    if caches.changed_pages:
+        rows = {
+            p.project: p
+            for p in session.scalars(select(UpstreamPage).where(UpstreamPage.channel_id == channel_id))
+        }
+        for project in caches.changed_pages:
+            entry = caches.pages[project]
+            row = rows.get(project) or UpstreamPage(channel_id=channel_id, project=project)
+            row.etag, row.last_modified, row.digest, row.files = entry.etag, entry.last_modified, entry.digest, entry.files
+            session.add(row)
+    for sha256 in caches.changed_metadata:
+        entry = caches.metadata[sha256]
+        session.merge(FileMetadata(file_sha256=sha256, metadata_sha256=entry.metadata_sha256, fields=entry.fields))
+
+
+def record_sync(session: Session, config: ChannelConfig, selection: Selection, outcomes: dict[str, StoreOutcome],
+                caches: Caches, report: ChannelReport, started: float, blobs: BlobStore) -> None:
+    """Write the whole outcome of a sync in the caller's one transaction."""
+    held = held_releases(session, config.id)
+    new_releases: list[Release] = []
+    for key, selected in selection.releases.items():
+        added_before = len(report.added)
+        release = _record_release(session, config.id, selected, held.get(key), outcomes, report, blobs)
+        if len(report.added) > added_before:
+            new_releases.append(release)
+    for key, release in held.items():
+        if key not in selection.releases and release.state == ReleaseState.ACTIVE:
+            release.state = ReleaseState.REMOVED
+            report.removed.append((release.display_name, release.version))
+    _save_caches(session, config.id, caches)
+    session.add(Snapshot(channel_id=config.id, selection=selection.snapshot()))
+    session.add(
+        SyncRun(
+            channel_id=config.id,
+            finished_at=utcnow(),
+            status="failed" if report.failed else "ok",
+            added=len(report.added),
+            removed=len(report.removed),
+            failed=len(report.failed),
+            downloaded_bytes=report.downloaded_bytes,
+            message="; ".join(f"{f.name} {f.version}: {f.reason}" for f in report.failed)[:4000],
+            started_at=utcnow(),
+        )
+    )
+    session.flush()
+    report.added_release_ids = [r.id for r in new_releases]
+    report.seconds = time.monotonic() - started
+
+
+# ---------------------------------------------------------------- running
+
+
+async def _select_and_fetch(config: ChannelConfig, blobs: BlobStore, caches: Caches, policy: FetchPolicy,
+                            held: Callable[[], dict[str, Release]], report: ChannelReport
+                            ) -> tuple[Selection, dict[str, StoreOutcome]]:
+    async with Fetcher(policy) as fetcher:
+        with Progress(f"{config.name}: reading upstream", unit="page") as pages:
+            adapter = PyPIAdapter(config.upstream, config.options, blobs, caches, fetcher, on_page=pages.update)
+            selection = await adapter.select()
+        todo = files_to_fetch(selection, held(), blobs)
+        total = sum(f.size or 0 for f in todo)
+        with Progress(f"{config.name}: fetching {len(todo)} files", total=total or None, unit="B",
+                      unit_scale=True) as progress:
+            outcomes = await adapter.store(todo, progress.update)
+        report.downloaded_files = fetcher.downloaded_files
+        report.downloaded_bytes = fetcher.downloaded_bytes
+    return selection, {o.sha256: o for o in outcomes}
+
+
+def sync_channel(app: AppContext, name: str, policy: FetchPolicy | None = None) -> ChannelReport:
+    """Sync one channel; raises ReservoirError (with nothing changed) when upstream cannot be read."""
+    started = time.monotonic()
+    with app.db.transaction() as session:
+        config = load_channel(session, name)
+        caches = load_caches(session, config.id)
+    report = ChannelReport(config.name)
+
+    def held() -> dict[str, Release]:
+        with app.db.transaction() as session:
+            return held_releases(session, config.id)
+
+    selection, outcomes = asyncio.run(
+        _select_and_fetch(config, app.blobs, caches, policy or FetchPolicy(), held, report)
+    )
+    report.warnings = selection.warnings
+    report.selected = len(selection.releases)
+    with app.db.write_transaction() as session:
+        record_sync(session, config, selection, outcomes, caches, report, started, app.blobs)
+    if report.added_release_ids:
+        for vet in vetters():
+            vet(app, list(report.added_release_ids))
+    return report
+
+
+def channel_names(app: AppContext, names: list[str]) -> list[str]:
+    with app.db.transaction() as session:
+        if names:
+            return [get_channel(session, n).name for n in names]
+        found = list(session.scalars(select(Channel.name).order_by(Channel.name)))
+    if not found:
+        raise ReservoirError("no channels to sync", hint="add one with `reservoir channel add`")
+    return found
