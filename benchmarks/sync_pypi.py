@@ -424,7 +424,7 @@ def ratio_text(ours: Measurement, peer: Measurement, timeout: float) -> str:
 def print_table(rows: list[tuple[Measurement, Measurement]], timeout: float) -> None:
     header = ("scenario", "reservoir", "bandersnatch", "speed-up", "reservoir fetched", "bandersnatch fetched")
     lines = [header] + [
-        (ours.scenario, seconds_text(ours, timeout), seconds_text(peer, timeout), ratio_text(ours, peer, timeout),
+        (peer.scenario, seconds_text(ours, timeout), seconds_text(peer, timeout), ratio_text(ours, peer, timeout),
          fetched_text(ours), fetched_text(peer))
         for ours, peer in rows
     ]
