@@ -454,12 +454,20 @@ class UpstreamApp:
     def serial_headers(self, serial: int) -> dict[str, str]:
         return {SERIAL_HEADER: str(serial)}
 
+    def page(self, request: web.Request, body: bytes, content_type: str, serial: int) -> web.Response:
+        """An index page with an ETag, answering a matching If-None-Match with 304 as PyPI's CDN does."""
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        headers = {**self.serial_headers(serial), "ETag": etag, "Vary": "Accept"}
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type=content_type, headers=headers)
+
     async def simple_root(self, request: web.Request) -> web.Response:
         self.counters.api_requests += 1
-        headers = self.serial_headers(self.index.last_serial)
+        serial = self.index.last_serial
         if wants_json(request):
-            return web.Response(body=self.rendered.root_json, content_type=SIMPLE_JSON, headers=headers)
-        return web.Response(body=self.rendered.root_html, content_type="text/html", headers=headers)
+            return self.page(request, self.rendered.root_json, SIMPLE_JSON, serial)
+        return self.page(request, self.rendered.root_html, "text/html", serial)
 
     async def simple_project(self, request: web.Request) -> web.StreamResponse:
         self.counters.api_requests += 1
@@ -470,19 +478,16 @@ class UpstreamApp:
         rendered = self.rendered.projects.get(project)
         if rendered is None:
             raise web.HTTPNotFound()
-        headers = self.serial_headers(rendered.serial)
         if wants_json(request):
-            return web.Response(body=rendered.simple_json, content_type=SIMPLE_JSON, headers=headers)
-        return web.Response(body=rendered.simple_html, content_type="text/html", headers=headers)
+            return self.page(request, rendered.simple_json, SIMPLE_JSON, rendered.serial)
+        return self.page(request, rendered.simple_html, "text/html", rendered.serial)
 
     async def api_project(self, request: web.Request) -> web.Response:
         self.counters.api_requests += 1
         rendered = self.rendered.projects.get(canonicalize_name(request.match_info["project"]))
         if rendered is None:
             raise web.HTTPNotFound()
-        return web.Response(
-            body=rendered.api_json, content_type="application/json", headers=self.serial_headers(rendered.serial)
-        )
+        return self.page(request, rendered.api_json, "application/json", rendered.serial)
 
     async def api_version(self, request: web.Request) -> web.Response:
         self.counters.api_requests += 1
@@ -490,7 +495,7 @@ class UpstreamApp:
         body = rendered.version_json.get(request.match_info["version"]) if rendered else None
         if rendered is None or body is None:
             raise web.HTTPNotFound()
-        return web.Response(body=body, content_type="application/json", headers=self.serial_headers(rendered.serial))
+        return self.page(request, body, "application/json", rendered.serial)
 
     async def xmlrpc(self, request: web.Request) -> web.Response:
         self.counters.api_requests += 1
