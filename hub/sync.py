@@ -48,6 +48,7 @@ class FailedRelease:
     name: str
     version: str
     reason: str
+    key: str = ""
 
 
 @dataclass
@@ -188,8 +189,8 @@ def _record_release(session: Session, channel_id: int, selected: SelectedRelease
     for gone in have.values():  # files the upstream no longer lists for this release
         release.artifacts.remove(gone)
     if selected.failure or errors:
-        report.failed.append(FailedRelease(selected.display_name, selected.version,
-                                           "; ".join(dict.fromkeys([selected.failure] if selected.failure else errors))))
+        reason = "; ".join(dict.fromkeys([selected.failure] if selected.failure else errors))
+        report.failed.append(FailedRelease(selected.display_name, selected.version, reason, selected.key))
     elif not was_complete:
         report.added.append(AddedRelease(selected.display_name, selected.version, len(selected.files),
                                          sum(_stored_size(f, blobs) for f in selected.files)))
@@ -222,7 +223,12 @@ def record_sync(session: Session, config: ChannelConfig, selection: Selection, o
         release = _record_release(session, config.id, selected, held.get(key), outcomes, report, blobs)
         if len(report.added) > added_before:
             new_releases.append(release)
+    # A project whose new release failed keeps its old ones, so the mirror
+    # still installs it.
+    failed_projects = {selection.releases[f"{f.key}"].name for f in report.failed if f.key in selection.releases}
     for key, release in held.items():
+        if release.name in failed_projects:
+            continue
         if key not in selection.releases and release.state == ReleaseState.ACTIVE:
             release.state = ReleaseState.REMOVED
             report.removed.append((release.display_name, release.version))

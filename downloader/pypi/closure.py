@@ -79,7 +79,8 @@ def parse_requirement(text: str, where: str = "") -> Requirement:
         return Requirement(text)
     except InvalidRequirement as exc:
         at = f" in {where}" if where else ""
-        raise ConfigError(f"invalid requirement {text!r}{at}: {exc}", hint="use PEP 508, e.g. 'requests>=2.31'") from None
+        cause = str(exc).splitlines()[0] if str(exc) else "not PEP 508"
+        raise ConfigError(f"invalid requirement {text!r}{at}: {cause}", hint="use PEP 508, e.g. 'requests>=2.31'") from None
 
 
 def _is_yanked(candidate: Candidate) -> bool:

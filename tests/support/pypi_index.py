@@ -1,0 +1,254 @@
+"""A static PyPI-style upstream index for tests: written to disk, served on 127.0.0.1.
+
+`write_index` lays out a "simple" repository the way a static mirror does::
+
+    <root>/simple/index.html                     the project list
+    <root>/simple/<project>/index.html           PEP 503 HTML (always)
+    <root>/simple/<project>/index.json           PEP 691 JSON (json=True)
+    <root>/files/<filename>                      the package files
+    <root>/files/<filename>.metadata             PEP 658 metadata (metadata=True)
+
+It is usable as a `file://` index as it stands (`IndexTree.file_url`), and
+`serve_index` serves the same tree over HTTP with PEP 691 content
+negotiation, ETag / If-None-Match (304) and counters of what was asked, so
+tests can assert that a re-sync downloaded nothing. `IndexTree.stall`
+makes the server hold a file's response until released, for kill tests.
+
+Files are read from disk on each request, so a test can change the tree
+(add a release, corrupt a file) between syncs with `write_index` again or by
+editing files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import shutil
+import threading
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def project_of(filename: str) -> str:
+    if filename.endswith(".whl"):
+        return canonicalize_name(parse_wheel_filename(filename)[0])
+    return canonicalize_name(parse_sdist_filename(filename)[0])
+
+
+def wheel_metadata(path: Path) -> bytes:
+    with zipfile.ZipFile(path) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+        return archive.read(name)
+
+
+@dataclass
+class IndexTree:
+    root: Path
+
+    @property
+    def simple(self) -> Path:
+        return self.root / "simple"
+
+    @property
+    def files(self) -> Path:
+        return self.root / "files"
+
+    @property
+    def file_url(self) -> str:
+        return self.simple.as_uri() + "/"
+
+    def page(self, project: str, kind: str = "html") -> Path:
+        return self.simple / canonicalize_name(project) / f"index.{kind}"
+
+
+def write_index(
+    root: Path,
+    packages: list[Path],
+    *,
+    json_pages: bool = True,
+    metadata: bool = True,
+    yanked: dict[str, str] | None = None,
+    requires_python: dict[str, str] | None = None,
+) -> IndexTree:
+    """Write (or rewrite) an index over `packages`; files are copied in.
+
+    `yanked` maps a filename to its yank reason ("" for none);
+    `requires_python` maps a filename to its data-requires-python.
+    Files already in the tree stay listed, so calling it again with new
+    packages adds releases.
+    """
+    tree = IndexTree(root)
+    tree.files.mkdir(parents=True, exist_ok=True)
+    for package in packages:
+        if package.resolve() != (tree.files / package.name).resolve():
+            shutil.copyfile(package, tree.files / package.name)
+    yanked = yanked or {}
+    requires_python = requires_python or {}
+    by_project: dict[str, list[Path]] = {}
+    for path in sorted(tree.files.iterdir()):
+        if path.name.endswith((".whl", ".tar.gz", ".zip")):
+            by_project.setdefault(project_of(path.name), []).append(path)
+    if tree.simple.exists():
+        shutil.rmtree(tree.simple)
+    tree.simple.mkdir(parents=True)
+    for project, paths in by_project.items():
+        folder = tree.simple / project
+        folder.mkdir()
+        entries = []
+        for path in paths:
+            entry: dict[str, object] = {
+                "filename": path.name,
+                "url": f"../../files/{path.name}",
+                "hashes": {"sha256": sha256_of(path)},
+                "size": path.stat().st_size,
+                "upload-time": "2025-01-01T00:00:00.000000Z",
+                "yanked": yanked.get(path.name, False) if path.name not in yanked else (yanked[path.name] or True),
+            }
+            if path.name in requires_python:
+                entry["requires-python"] = requires_python[path.name]
+            if metadata and path.name.endswith(".whl"):
+                meta_path = tree.files / f"{path.name}.metadata"
+                meta_path.write_bytes(wheel_metadata(path))
+                entry["core-metadata"] = {"sha256": sha256_of(meta_path)}
+            entries.append(entry)
+        (folder / "index.html").write_text(_html_page(project, entries))
+        if json_pages:
+            page = {"meta": {"api-version": "1.1"}, "name": project, "files": entries, "versions": []}
+            (folder / "index.json").write_text(json.dumps(page, indent=1))
+    links = "\n".join(f'<a href="{p}/">{p}</a>' for p in sorted(by_project))
+    (tree.simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}\n</body></html>\n")
+    return tree
+
+
+def _html_page(project: str, entries: list[dict[str, object]]) -> str:
+    links = []
+    for entry in entries:
+        attrs = [f'href="{entry["url"]}#sha256={entry["hashes"]["sha256"]}"']  # type: ignore[index]
+        if "requires-python" in entry:
+            attrs.append(f'data-requires-python="{html.escape(str(entry["requires-python"]))}"')
+        if entry["yanked"] is not False:
+            reason = entry["yanked"] if isinstance(entry["yanked"], str) else ""
+            attrs.append(f'data-yanked="{html.escape(reason)}"')
+        if "core-metadata" in entry:
+            attrs.append(f'data-core-metadata="sha256={entry["core-metadata"]["sha256"]}"')  # type: ignore[index]
+        links.append(f"<a {' '.join(attrs)}>{entry['filename']}</a><br/>")
+    body = "\n".join(links)
+    return f"<!DOCTYPE html><html><head><title>Links for {project}</title></head><body>\n{body}\n</body></html>\n"
+
+
+@dataclass
+class RunningIndex:
+    tree: IndexTree
+    port: int
+    requests: Counter[str] = field(default_factory=Counter)  # "page", "304", "file", "metadata"
+    stall: set[str] = field(default_factory=set)  # filenames whose responses wait for `released`
+    released: threading.Event = field(default_factory=threading.Event)
+    offer_json: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+    def count(self, kind: str) -> int:
+        with self.lock:
+            return self.requests[kind]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+
+
+def _handler(state: RunningIndex) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+        def _bump(self, kind: str) -> None:
+            with state.lock:
+                state.requests[kind] += 1
+
+        def _send(self, status: int, body: bytes, content_type: str, etag: str | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            if etag:
+                self.send_header("ETag", etag)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = unquote(urlsplit(self.path).path)
+            parts = [p for p in path.split("/") if p]
+            if ".." in parts:
+                return self._send(400, b"bad path", "text/plain")
+            if parts[:1] == ["simple"] and len(parts) == 2:
+                return self._page(parts[1])
+            if parts[:1] == ["files"] and len(parts) == 2:
+                return self._file(parts[1])
+            self._send(404, b"not found", "text/plain")
+
+        def _page(self, project: str) -> None:
+            folder = state.tree.simple / project
+            want_json = state.offer_json and JSON_TYPE in self.headers.get("Accept", "")
+            page = folder / ("index.json" if want_json else "index.html")
+            if want_json and not page.exists():
+                page = folder / "index.html"
+            if not page.is_file():
+                self._bump("page")
+                return self._send(404, b"not found", "text/plain")
+            body = page.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self._bump("304")
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return None
+            self._bump("page")
+            content_type = JSON_TYPE if page.name == "index.json" else "text/html; charset=utf-8"
+            return self._send(200, body, content_type, etag)
+
+        def _file(self, name: str) -> None:
+            self._bump("metadata" if name.endswith(".metadata") else "file")
+            if name in state.stall:
+                state.released.wait(60)
+            path = state.tree.files / name
+            if not path.is_file():
+                return self._send(404, b"not found", "text/plain")
+            return self._send(200, path.read_bytes(), "application/octet-stream")
+
+    return Handler
+
+
+@contextmanager
+def serve_index(tree: IndexTree) -> Iterator[RunningIndex]:
+    """Serve `tree` on 127.0.0.1 (a free port) until the block ends."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(RunningIndex(tree, 0)))
+    server.daemon_threads = True
+    state = RunningIndex(tree, int(server.server_address[1]))
+    server.RequestHandlerClass = _handler(state)
+    thread = threading.Thread(target=server.serve_forever, name="pypi-index", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.released.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
