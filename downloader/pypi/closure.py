@@ -163,7 +163,7 @@ class Closure:
                 continue
             if not target.accepts_python(candidate.file.requires_python):
                 continue
-            if candidate.dist.packagetype == WHEEL and not (candidate.dist.tags & target.tags):
+            if candidate.dist.packagetype == WHEEL and target.wheel_rank(candidate.dist.tags) is None:
                 continue
             by_version[candidate.dist.version].append(candidate)
         return by_version
@@ -180,9 +180,21 @@ class Closure:
                 key = (project, version)
                 release = chosen.setdefault(key, Chosen(project, self._display_name(project, version), version))
                 release.targets.add(target)
-                for candidate in installable[version]:
+                for candidate in self._files_for(target, installable[version]):
                     release.files[candidate.file.filename] = candidate.file
         return chosen
+
+    @staticmethod
+    def _files_for(target: Target, candidates: list[Candidate]) -> list[Candidate]:
+        """The wheel pip on `target` would take (ties kept), plus any sdist.
+
+        Other compatible wheels (an older manylinux build beside a newer one)
+        would never be installed there, so they are not mirrored.
+        """
+        wheels = [c for c in candidates if c.dist.packagetype == WHEEL]
+        ranked = [(target.wheel_rank(c.dist.tags), c) for c in wheels]
+        best = min((rank for rank, _ in ranked if rank is not None), default=None)
+        return [c for rank, c in ranked if rank == best] + [c for c in candidates if c.dist.packagetype == SDIST]
 
     def _versions_for(self, project: str, target: Target, group: list[Demand],
                       installable: dict[Version, list[Candidate]]) -> set[Version]:

@@ -103,12 +103,27 @@ class Target:
         return int(major), int(minor)
 
     @cached_property
-    def tags(self) -> frozenset[Tag]:
+    def tag_ranks(self) -> dict[Tag, int]:
+        """The tags this target installs, each with pip's preference (0 is best)."""
         platforms = expand_platform(self.platform)
         version = self.python_tuple
-        return frozenset(tags.cpython_tags(version, platforms=platforms)) | frozenset(
-            tags.compatible_tags(version, f"cp{version[0]}{version[1]}", platforms=platforms)
-        )
+        ordered = [
+            *tags.cpython_tags(version, platforms=platforms),
+            *tags.compatible_tags(version, f"cp{version[0]}{version[1]}", platforms=platforms),
+        ]
+        ranks: dict[Tag, int] = {}
+        for rank, tag in enumerate(ordered):
+            ranks.setdefault(tag, rank)
+        return ranks
+
+    @property
+    def tags(self) -> frozenset[Tag]:
+        return frozenset(self.tag_ranks)
+
+    def wheel_rank(self, wheel_tags: frozenset[Tag]) -> int | None:
+        """How much pip on this target prefers a wheel (lower is better); None: not installable."""
+        ranks = [self.tag_ranks[t] for t in wheel_tags if t in self.tag_ranks]
+        return min(ranks) if ranks else None
 
     @cached_property
     def marker_environment(self) -> dict[str, str]:
