@@ -106,55 +106,6 @@ def ensure_real_files(roots: Sequence[str]) -> Path:
     return folder
 
 
-def available_versions(project: str) -> list[str]:
-    """Final releases of `project` on the host's index, newest first (`pip index versions`)."""
-    from packaging.version import InvalidVersion, Version
-
-    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", project], capture_output=True,
-                         text=True, check=False).stdout
-    line = next((ln for ln in out.splitlines() if ln.startswith("Available versions:")), "")
-    versions = []
-    for text in line.partition(":")[2].split(","):
-        try:
-            version = Version(text.strip())
-        except InvalidVersion:
-            continue
-        if not version.is_prerelease and not version.is_devrelease:
-            versions.append(str(version))
-    return versions
-
-
-def ensure_older_versions(base: Path, index: UpstreamIndex, versions: int) -> Path:
-    """`base` plus up to `versions - 1` older releases of each project (wheels only).
-
-    Makes the upstream heavier and closer to a real one, where a mirror keeps
-    a few releases per project. The base files are hard-linked, not copied.
-    """
-    folder = base.with_name(f"{base.name}-v{versions}")
-    done = folder / ".complete"
-    if done.exists():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in base.iterdir():
-        if path.is_file() and not path.name.startswith(".") and not (folder / path.name).exists():
-            os.link(path, folder / path.name)
-    print(f"downloading up to {versions - 1} older releases of {len(index.files)} projects into "
-          f"{folder.relative_to(REPO)} ...", flush=True)
-    for project, files in sorted(index.files.items()):
-        held = {f.version for f in files}
-        newest = files[0].version  # the base holds the one release pip resolved
-        all_versions = available_versions(project)
-        older = all_versions[all_versions.index(newest) + 1:] if newest in all_versions else []
-        for version in older[: versions - 1]:
-            if version in held:
-                continue
-            # Old releases without a wheel for this interpreter are skipped, not built.
-            run_quiet([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                       "--dest", folder, f"{project}=={version}"], BENCH / "logs" / "pip-download-older.log")
-    done.write_text(f"{versions}\n")
-    return folder
-
-
 def tiny_wheel(name: str, version: str) -> tuple[str, bytes]:
     """A minimal valid wheel: one module, METADATA, WHEEL and a RECORD with hashes."""
     dist = name.replace("-", "_")
@@ -481,8 +432,6 @@ def run_scenarios(args: argparse.Namespace) -> None:
         mirrors.insert(0, reservoir_mirror())
 
     real = scan_folder(ensure_real_files(args.roots))
-    if args.versions > 1:
-        real = scan_folder(ensure_older_versions(ensure_real_files(args.roots), real, args.versions))
     print(f"real upstream: {len(real.files)} projects, {real.file_count} files, {real.total_bytes / 1e6:.1f} MB "
           f"(closure of {len(args.roots)} root projects)", flush=True)
     print(f"{bandersnatch_version(bandersnatch_exe)}, workers={args.workers}", flush=True)
@@ -510,8 +459,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=10,
                         help="bandersnatch download workers (10 is its maximum, its fastest setting)")
     parser.add_argument("--roots", nargs="+", default=list(ROOT_PROJECTS), help="root projects of the closure")
-    parser.add_argument("--versions", type=int, default=1,
-                        help="releases per project on the upstream: the resolved one plus older ones")
     parser.add_argument("--json", help="also write the raw measurements to this file")
     return parser.parse_args(argv)
 
