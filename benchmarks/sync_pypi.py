@@ -29,12 +29,14 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import time
 import zipfile
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +175,8 @@ class Mirror:
     # A re-sync that ignores what the tool remembers and checks every project
     # against the upstream (None: the tool's normal re-sync already does).
     recheck_command: Callable[[Path], list[str]] | None = None
+    # The (project, version) pairs a sync chose, for tools that select (None: all upstream).
+    selected_releases: Callable[[Path], list[tuple[str, str]]] | None = None
 
 
 def timed(cmd: list[str], upstream: RunningUpstream, log: Path, timeout: float) -> Outcome:
@@ -191,6 +195,8 @@ def timed(cmd: list[str], upstream: RunningUpstream, log: Path, timeout: float) 
 def bandersnatch_mirror(exe: Path, workers: int) -> Mirror:
     def prepare(target: Path, upstream: RunningUpstream, projects: list[str]) -> None:
         allowlist = "\n".join(f"    {p}" for p in sorted(projects))
+        # "name==version" lines pin releases, which needs the release filter too.
+        plugins = ["allowlist_project"] + (["allowlist_release"] if any("==" in p for p in projects) else [])
         (target / "mirror").mkdir(parents=True)
         (target / "bandersnatch.conf").write_text(
             "[mirror]\n"
@@ -209,7 +215,8 @@ def bandersnatch_mirror(exe: Path, workers: int) -> Mirror:
             f"workers = {workers}\n"
             "[plugins]\n"
             "enabled =\n"
-            "    allowlist_project\n"
+            + "".join(f"    {plugin}\n" for plugin in plugins)
+            + 
             "[allowlist]\n"
             f"packages =\n{allowlist}\n"
         )
@@ -246,10 +253,20 @@ def reservoir_mirror() -> Mirror:
         return [str(RESERVOIR), "--home", str(target / "home"), "sync", "bench"]
 
     def stored(target: Path) -> int:
-        blobs = target / "home" / "blobs"
-        return sum(1 for p in blobs.rglob("*") if p.is_file() and ".tmp" not in p.parts) if blobs.exists() else 0
+        return int(query_home(target, "SELECT count(*) FROM artifacts WHERE state = 'stored'")[0][0])
 
-    return Mirror(name="reservoir", prepare=prepare, command=command, stored_files=stored)
+    def selected(target: Path) -> list[tuple[str, str]]:
+        rows = query_home(target, "SELECT name, version FROM releases WHERE state = 'active' ORDER BY name, version")
+        return [(str(name), str(version)) for name, version in rows]
+
+    return Mirror(name="reservoir", prepare=prepare, command=command, stored_files=stored,
+                  selected_releases=selected)
+
+
+def query_home(target: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read reservoir's catalog (SQLite in the home) to check what a sync stored."""
+    with closing(sqlite3.connect(target / "home" / "reservoir.db")) as db:
+        return db.execute(sql).fetchall()
 
 
 def reservoir_channel_options(projects: list[str]) -> list[str]:
@@ -296,16 +313,29 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-def expect_complete(mirror: Mirror, target: Path, index: UpstreamIndex, outcome: Outcome) -> None:
-    """A sync that did not store every upstream file does not count as a success."""
-    stored = mirror.stored_files(target)
-    if outcome.ok and stored < index.file_count:
+def files_of(index: UpstreamIndex, releases: list[tuple[str, str]] | None) -> int:
+    """How many upstream files belong to `releases` (None: every release)."""
+    if releases is None:
+        return index.file_count
+    wanted = set(releases)
+    return sum(1 for files in index.files.values() for f in files if (f.project, f.version) in wanted)
+
+
+def expect_complete(mirror: Mirror, target: Path, index: UpstreamIndex, pins: list[tuple[str, str]] | None,
+                    outcome: Outcome) -> None:
+    """A sync that did not store every file of its selection does not count as a success."""
+    if not outcome.ok:
+        return
+    selection = mirror.selected_releases(target) if mirror.selected_releases else pins
+    expected, stored = files_of(index, selection), mirror.stored_files(target)
+    if stored < expected or expected == 0:
         outcome.ok = False
-        outcome.note = f"stored {stored} of {index.file_count} files"
+        outcome.note = f"stored {stored} of {expected} files"
 
 
 def measure_initial(mirror: Mirror, upstream: RunningUpstream, index: UpstreamIndex, projects: list[str],
-                    work: Path, runs: int, timeout: float) -> tuple[Measurement, Path | None]:
+                    pins: list[tuple[str, str]] | None, work: Path, runs: int, timeout: float
+                    ) -> tuple[Measurement, Path | None]:
     """`runs` syncs into empty targets; returns the last target for the re-sync."""
     measurement = Measurement("initial sync", mirror.name)
     target: Path | None = None
@@ -313,7 +343,7 @@ def measure_initial(mirror: Mirror, upstream: RunningUpstream, index: UpstreamIn
         target = fresh_dir(work / f"{mirror.name}-initial")
         mirror.prepare(target, upstream, projects)
         outcome = timed(mirror.command(target), upstream, work / "logs" / f"{mirror.name}-initial-{i}.log", timeout)
-        expect_complete(mirror, target, index, outcome)
+        expect_complete(mirror, target, index, pins, outcome)
         measurement.outcomes.append(outcome)
         print(f"  {mirror.name:12} initial sync run {i + 1}: {describe(outcome)}", flush=True)
         if not outcome.ok:
@@ -403,11 +433,20 @@ def measure_upstream(index: UpstreamIndex, reservoir_projects: list[str], mirror
     scenarios = (f"initial sync{suffix}", f"no-change re-sync{suffix}",
                  f"full re-check{suffix} (*)")
     found: dict[str, list[Measurement]] = {}
+    # Reservoir (first) gets the roots and selects the closure; bandersnatch then
+    # gets exactly the releases reservoir selected, pinned, so both fetch the same
+    # files. Without reservoir it gets every project on the upstream.
+    pins: list[tuple[str, str]] | None = None
     with serve_upstream(index) as upstream:
         for mirror in mirrors:
-            # bandersnatch gets the whole closure; reservoir gets the roots and selects it.
-            projects = reservoir_projects if mirror.name == "reservoir" else sorted(index.files)
-            initial, target = measure_initial(mirror, upstream, index, projects, work, initial_runs, args.timeout)
+            if mirror.selected_releases is not None:
+                projects = reservoir_projects
+            else:
+                projects = [f"{n}=={v}" for n, v in pins] if pins is not None else sorted(index.files)
+            initial, target = measure_initial(mirror, upstream, index, projects, pins, work, initial_runs,
+                                              args.timeout)
+            if mirror.selected_releases is not None and target is not None and initial.median is not None:
+                pins = mirror.selected_releases(target)
             initial.scenario = scenarios[0]
             if target is None or initial.median is None:
                 found[mirror.name] = [initial, Measurement(scenarios[1], mirror.name), Measurement(scenarios[2],
