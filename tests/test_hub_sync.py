@@ -424,3 +424,37 @@ def test_unreachable_upstream_changes_nothing(tmp_path: Path, index_tree: IndexT
     line = one_error_line(result)
     assert "project 'beta'" in line and "upstream unreachable" in line
     assert catalog_dump(home) == before
+
+
+# ------------------------------------------------------------------ sdists and vetting
+
+
+def test_sdist_only_project_is_mirrored_with_a_warning(tmp_path: Path, built_wheels: dict[str, Path]) -> None:
+    built = build_wheels([ProjectSpec("srconly", "1.0", ["beta"], sdist=True)], tmp_path / "dist")
+    sdist = next(p for p in built if p.name.endswith(".tar.gz"))
+    tree = write_index(tmp_path / "upstream", [*universe(built_wheels), sdist], yanked=YANKED)
+    home = tmp_path / "hub"
+    make_hub(home, tree.file_url, "--package", "srconly", "--sdists", "--python", "3.11", "--platform", LINUX)
+    result = sync(home)
+    assert result.exit_code == 0, result.output
+    assert releases(home) == {"srconly==1.0": {sdist.name: "stored"}}
+    # setuptools writes Metadata-Version 2.1 here, so its Requires-Dist cannot be trusted (PEP 643).
+    assert "srconly 1.0: only an sdist with dynamic dependencies" in result.stderr
+
+
+def test_vetters_get_the_releases_a_sync_added(tmp_path: Path, index_tree: IndexTree,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def vet(app: object, release_ids: list[int]) -> None:
+        db = open_database(db_url_of(tmp_path / "hub"))
+        with db.transaction() as session:
+            seen.append(sorted(session.get(Release, i).name for i in release_ids))  # type: ignore[union-attr]
+        db.dispose()
+
+    monkeypatch.setattr("hub.sync.vetters", lambda: [vet])
+    home = tmp_path / "hub"
+    make_hub(home, index_tree.file_url, "--package", "alpha", "--python", "3.11", "--platform", LINUX)
+    assert sync(home).exit_code == 0
+    assert sync(home).exit_code == 0  # nothing new: no vetting
+    assert seen == [["alpha", "beta", "native"]]
