@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,7 @@ class ChannelReport:
     downloaded_bytes: int = 0
     seconds: float = 0.0
     added_release_ids: list[int] = field(default_factory=list)
+    started_at: datetime = field(default_factory=utcnow)
 
     @property
     def ok(self) -> bool:
@@ -244,7 +246,7 @@ def record_sync(session: Session, config: ChannelConfig, selection: Selection, o
             failed=len(report.failed),
             downloaded_bytes=report.downloaded_bytes,
             message="; ".join(f"{f.name} {f.version}: {f.reason}" for f in report.failed)[:4000],
-            started_at=utcnow(),
+            started_at=report.started_at,
         )
     )
     session.flush()

@@ -15,6 +15,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
@@ -36,7 +37,7 @@ class Demand:
     extras: frozenset[str]
     requested: bool
 
-    @property
+    @cached_property
     def pinned(self) -> bool:
         """An exact pin (`==1.2`, `===1.2`) may take a yanked release (PEP 592)."""
         specs = list(SpecifierSet(self.specifier))
@@ -281,6 +282,8 @@ class Closure:
         have = {project for project, _ in chosen}
         for req in requirements:
             project = normalize(req.name)
+            if not self._demands_of(req, self.targets, frozenset(), True):
+                continue  # its marker excludes every target: nothing to mirror, nothing missing
             if project not in have:
                 raise ReservoirError(
                     f"project {req.name!r}: no release matches {str(req.specifier) or 'any version'!r} "
