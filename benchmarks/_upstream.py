@@ -443,6 +443,7 @@ class UpstreamApp:
     index: UpstreamIndex
     origin: str
     counters: Counters = field(default_factory=Counters)
+    latency_s: float = 0.0
     _rendered: RenderedIndex | None = field(default=None, init=False)
 
     @property
@@ -524,6 +525,9 @@ class UpstreamApp:
     @web.middleware
     async def count_requests(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
         self.counters.requests += 1
+        if self.latency_s:
+            # A round trip to a distant index, which 127.0.0.1 otherwise hides.
+            await asyncio.sleep(self.latency_s)
         return await handler(request)
 
     def make_app(self) -> web.Application:
@@ -553,9 +557,12 @@ class RunningUpstream:
 
 
 @contextmanager
-def serve_upstream(index: UpstreamIndex) -> Iterator[RunningUpstream]:
-    """Serve `index` on 127.0.0.1 (a free port) from a background thread; stops on exit."""
-    upstream = UpstreamApp(index=index, origin="")
+def serve_upstream(index: UpstreamIndex, latency_s: float = 0.0) -> Iterator[RunningUpstream]:
+    """Serve `index` on 127.0.0.1 (a free port) from a background thread; stops on exit.
+
+    `latency_s` delays every response, to stand in for a remote index.
+    """
+    upstream = UpstreamApp(index=index, origin="", latency_s=latency_s)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(upstream.make_app(), access_log=None)
     started = threading.Event()

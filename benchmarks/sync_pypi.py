@@ -180,6 +180,10 @@ class Mirror:
 
 
 def timed(cmd: list[str], upstream: RunningUpstream, log: Path, timeout: float) -> Outcome:
+    # Start every run with no dirty pages from the previous one: reservoir
+    # fsyncs its blobs and bandersnatch does not, so without this one tool's
+    # fsync would pay for the other's deferred writeback.
+    os.sync()
     upstream.counters.reset()
     start = time.perf_counter()
     try:
@@ -437,7 +441,7 @@ def measure_upstream(index: UpstreamIndex, reservoir_projects: list[str], mirror
     # gets exactly the releases reservoir selected, pinned, so both fetch the same
     # files. Without reservoir it gets every project on the upstream.
     pins: list[tuple[str, str]] | None = None
-    with serve_upstream(index) as upstream:
+    with serve_upstream(index, args.latency_ms / 1000) as upstream:
         for mirror in mirrors:
             if mirror.selected_releases is not None:
                 projects = reservoir_projects
@@ -473,7 +477,8 @@ def run_scenarios(args: argparse.Namespace) -> None:
     real = scan_folder(ensure_real_files(args.roots))
     print(f"real upstream: {len(real.files)} projects, {real.file_count} files, {real.total_bytes / 1e6:.1f} MB "
           f"(closure of {len(args.roots)} root projects)", flush=True)
-    print(f"{bandersnatch_version(bandersnatch_exe)}, workers={args.workers}", flush=True)
+    print(f"{bandersnatch_version(bandersnatch_exe)}, workers={args.workers}; upstream latency "
+          f"{args.latency_ms:g} ms per request", flush=True)
     rows = measure_upstream(real, sorted(args.roots), mirrors, "", args.runs, args, work)
     if args.synthetic:
         synthetic = scan_folder(ensure_synthetic_files(args.synthetic))
@@ -498,6 +503,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=10,
                         help="bandersnatch download workers (10 is its maximum, its fastest setting)")
     parser.add_argument("--roots", nargs="+", default=list(ROOT_PROJECTS), help="root projects of the closure")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay every upstream response by this much, to stand in for a remote index")
     parser.add_argument("--json", help="also write the raw measurements to this file")
     return parser.parse_args(argv)
 
