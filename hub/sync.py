@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from reservoir.blobs import BlobStore
@@ -200,19 +200,38 @@ def _record_release(session: Session, channel_id: int, selected: SelectedRelease
 
 
 def _save_caches(session: Session, channel_id: int, caches: Caches) -> None:
+    """Write what changed in the caches; new rows in bulk (an initial sync adds thousands)."""
     if caches.changed_pages:
         rows = {
             p.project: p
             for p in session.scalars(select(UpstreamPage).where(UpstreamPage.channel_id == channel_id))
         }
-        for project in caches.changed_pages:
+        fresh = []
+        for project in sorted(caches.changed_pages):
             entry = caches.pages[project]
-            row = rows.get(project) or UpstreamPage(channel_id=channel_id, project=project)
-            row.etag, row.last_modified, row.digest, row.files = entry.etag, entry.last_modified, entry.digest, entry.files
-            session.add(row)
-    for sha256 in caches.changed_metadata:
-        entry = caches.metadata[sha256]
-        session.merge(FileMetadata(file_sha256=sha256, metadata_sha256=entry.metadata_sha256, fields=entry.fields))
+            values = {"etag": entry.etag, "last_modified": entry.last_modified, "digest": entry.digest,
+                      "files": entry.files}
+            row = rows.get(project)
+            if row is None:
+                fresh.append({"channel_id": channel_id, "project": project, "fetched_at": utcnow(), **values})
+            else:
+                for key, value in values.items():
+                    setattr(row, key, value)
+        if fresh:
+            session.execute(insert(UpstreamPage), fresh)
+    changed = sorted(caches.changed_metadata)
+    if changed:
+        known = set(session.scalars(select(FileMetadata.file_sha256).where(FileMetadata.file_sha256.in_(changed))))
+        fresh = [
+            {"file_sha256": sha, "metadata_sha256": caches.metadata[sha].metadata_sha256,
+             "fields": caches.metadata[sha].fields}
+            for sha in changed if sha not in known
+        ]
+        if fresh:
+            session.execute(insert(FileMetadata), fresh)
+        for sha in known:
+            entry = caches.metadata[sha]
+            session.merge(FileMetadata(file_sha256=sha, metadata_sha256=entry.metadata_sha256, fields=entry.fields))
 
 
 def record_sync(session: Session, config: ChannelConfig, selection: Selection, outcomes: dict[str, StoreOutcome],

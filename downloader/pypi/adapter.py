@@ -81,6 +81,15 @@ def project_what(project: str, required_by: str) -> str:
     return f"project {project!r}" + (f" (required by {required_by})" if required_by else "")
 
 
+# A wheel this small costs about what its PEP 658 metadata file costs to fetch,
+# and it will be mirrored anyway: fetch it once instead of both.
+SMALL_WHEEL_BYTES = 256 * 1024
+
+
+def _small(file: IndexFile) -> bool:
+    return file.size is not None and file.size <= SMALL_WHEEL_BYTES
+
+
 @dataclass
 class PyPIAdapter:
     upstream: str
@@ -183,7 +192,7 @@ class PyPIAdapter:
 
     async def _read_metadata_upstream(self, what: str, file: IndexFile, dist: Distribution) -> CachedMetadata:
         assert file.sha256 is not None
-        if dist.packagetype == WHEEL and file.core_metadata is not False:
+        if dist.packagetype == WHEEL and file.core_metadata is not False and not _small(file):
             raw = await self.fetcher.get_bytes(f"{what}: {file.filename}.metadata", file.metadata_url)
             expected = file.core_metadata if isinstance(file.core_metadata, str) else None
             if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
@@ -199,7 +208,7 @@ class PyPIAdapter:
                     return CachedMetadata(None, CoreMetadata(str(dist.name), str(dist.version)).to_json())
                 raw = found
         metadata = parse_metadata(raw, f"{what}: {file.filename}")
-        return CachedMetadata(self.blobs.put_bytes(raw), metadata.to_json())
+        return CachedMetadata(await asyncio.to_thread(self.blobs.put_bytes, raw), metadata.to_json())
 
     # ------------------------------------------------------------ files
 
@@ -225,6 +234,6 @@ class PyPIAdapter:
             return cached.metadata_sha256
         raw = await asyncio.to_thread(read_wheel_metadata, self.blobs.path(file.sha256), file.filename)
         metadata = parse_metadata(raw, file.filename)
-        digest = self.blobs.put_bytes(raw)
+        digest = await asyncio.to_thread(self.blobs.put_bytes, raw)
         self.caches.remember_metadata(file.sha256, CachedMetadata(digest, metadata.to_json()))
         return digest

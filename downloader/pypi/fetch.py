@@ -174,10 +174,12 @@ class Fetcher:
                 raise NotFound(f"{what}: file not found upstream (HTTP 404 at {url})")
             if resp.status != 200:
                 raise ReservoirError(f"{what}: upstream answered HTTP {resp.status} at {url}")
-            with blobs.writer(sha256, size) as writer:
+            # Creating the temporary file can stall behind other threads' fsyncs: not on the loop.
+            with await asyncio.to_thread(blobs.writer, sha256, size) as writer:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     writer.write(chunk)
-                digest = _commit(what, writer)
+                # commit fsyncs: in a thread, so other downloads go on meanwhile.
+                digest = await asyncio.to_thread(_commit, what, writer)
                 return StoredFile(digest, writer.size)
 
 
