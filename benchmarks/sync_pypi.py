@@ -33,6 +33,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -187,7 +188,8 @@ def timed(cmd: list[str], upstream: RunningUpstream, log: Path, timeout: float) 
     upstream.counters.reset()
     start = time.perf_counter()
     try:
-        result = run_quiet(cmd, log, timeout=timeout)
+        # TMPDIR: `bandersnatch mirror --force-check` parks its status file there.
+        result = run_quiet(cmd, log, timeout=timeout, env={**os.environ, "TMPDIR": str(log.parent)})
         seconds, ok, timed_out = time.perf_counter() - start, result.returncode == 0, False
     except subprocess.TimeoutExpired:
         seconds, ok, timed_out = timeout, False, True
@@ -465,7 +467,24 @@ def measure_upstream(index: UpstreamIndex, reservoir_projects: list[str], mirror
 
 
 def run_scenarios(args: argparse.Namespace) -> None:
-    work = fresh_dir(BENCH / "work")
+    # A folder of its own, so two runs at once (several engineers, one tree) never share mirrors.
+    BENCH.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="sync_pypi-", dir=BENCH))
+    try:
+        measure_all(args, work)
+    finally:
+        keep_logs_only(work)
+
+
+def keep_logs_only(work: Path) -> None:
+    """Drop the mirrors (hundreds of MB); keep the logs of every run for inspection."""
+    for child in work.iterdir():
+        if child.name != "logs":
+            shutil.rmtree(child, ignore_errors=True)
+    print(f"logs: {work.relative_to(REPO) / 'logs'}", flush=True)
+
+
+def measure_all(args: argparse.Namespace, work: Path) -> None:
     bandersnatch_exe = ensure_bandersnatch()
     mirrors = [bandersnatch_mirror(bandersnatch_exe, args.workers)]
     why_not = reservoir_ready()
