@@ -222,16 +222,16 @@ def _save_caches(session: Session, channel_id: int, caches: Caches) -> None:
     changed = sorted(caches.changed_metadata)
     if changed:
         known = set(session.scalars(select(FileMetadata.file_sha256).where(FileMetadata.file_sha256.in_(changed))))
-        fresh = [
+        new_rows: list[dict[str, Any]] = [
             {"file_sha256": sha, "metadata_sha256": caches.metadata[sha].metadata_sha256,
              "fields": caches.metadata[sha].fields}
             for sha in changed if sha not in known
         ]
-        if fresh:
-            session.execute(insert(FileMetadata), fresh)
+        if new_rows:
+            session.execute(insert(FileMetadata), new_rows)
         for sha in known:
-            entry = caches.metadata[sha]
-            session.merge(FileMetadata(file_sha256=sha, metadata_sha256=entry.metadata_sha256, fields=entry.fields))
+            cached = caches.metadata[sha]
+            session.merge(FileMetadata(file_sha256=sha, metadata_sha256=cached.metadata_sha256, fields=cached.fields))
 
 
 def record_sync(session: Session, config: ChannelConfig, selection: Selection, outcomes: dict[str, StoreOutcome],

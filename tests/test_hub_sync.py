@@ -8,7 +8,6 @@ content negotiation and request counters (tests/support/pypi_index.py).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -328,6 +327,16 @@ def test_sync_killed_midway_keeps_no_partial_state_and_resumes(tmp_path: Path, s
     assert served.count("file") == 1  # only the file the killed run did not finish
     assert "3 added" in resumed.stdout
     assert all(state == "stored" for files in releases(home).values() for state in files.values())
+
+
+def test_server_errors_are_retried(tmp_path: Path, served: RunningIndex) -> None:
+    home = tmp_path / "hub"
+    make_hub(home, served.url, "--package", "beta", "--python", "3.11", "--platform", LINUX)
+    served.flaky["beta-1.1-py3-none-any.whl"] = 2
+    result = sync(home)
+    assert result.exit_code == 0, result.output
+    assert served.count("file") == 3
+    assert releases(home) == {"beta==1.1": {"beta-1.1-py3-none-any.whl": "stored"}}
 
 
 # ------------------------------------------------------------------ bad input

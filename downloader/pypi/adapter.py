@@ -19,7 +19,7 @@ from reservoir.errors import IntegrityError, ReservoirError
 
 from downloader.base import SelectedRelease, Selection, UpstreamFile
 from downloader.pypi.closure import Closure
-from downloader.pypi.fetch import Fetcher, NotFound, Unreachable, is_file_url, upstream_root_exists
+from downloader.pypi.fetch import Fetcher, Unreachable, is_file_url, upstream_root_exists
 from downloader.pypi.files import SDIST, WHEEL, Distribution
 from downloader.pypi.index import ACCEPT, IndexFile, ProjectPage, parse_page
 from downloader.pypi.metadata import CoreMetadata, parse_metadata, read_sdist_metadata, read_wheel_metadata
@@ -151,18 +151,15 @@ class PyPIAdapter:
 
     async def fetch_pages(self, projects: list[str], required_by: dict[str, str]) -> dict[str, ProjectPage]:
         pages = await gather_all(self._page(p, required_by.get(p, "")) for p in projects)
-        return dict(zip(projects, pages))
+        return dict(zip(projects, pages, strict=True))
 
     async def _page(self, project: str, required_by: str) -> ProjectPage:
         what = project_what(project, required_by)
         cached = self.caches.pages.get(project)
         url = self.page_url(project)
-        try:
-            response = await self.fetcher.get_page(
-                what, url, cached.etag if cached else None, cached.last_modified if cached else None, ACCEPT
-            )
-        except (NotFound, Unreachable):
-            raise
+        response = await self.fetcher.get_page(
+            what, url, cached.etag if cached else None, cached.last_modified if cached else None, ACCEPT
+        )
         self.on_page()
         if response.status == 304 and cached is not None:
             return ProjectPage.from_json(project, cached.files)

@@ -183,8 +183,8 @@ def _parse_html(project: str, page_url: str, body: bytes) -> ProjectPage:
         metadata_attr = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
         metadata: bool | str = False
         if metadata_attr is not None:
-            metadata = _hash_fragment(project, metadata_attr) if "=" in metadata_attr else True
-            metadata = metadata or True
+            # "sha256=<hex>" names the metadata file's hash; "true" (or another hash) offers it unhashed.
+            metadata = (_hash_fragment(project, metadata_attr) if "=" in metadata_attr else None) or True
         page.files.append(
             IndexFile(
                 filename=filename,

@@ -12,7 +12,8 @@ It is usable as a `file://` index as it stands (`IndexTree.file_url`), and
 `serve_index` serves the same tree over HTTP with PEP 691 content
 negotiation, ETag / If-None-Match (304) and counters of what was asked, so
 tests can assert that a re-sync downloaded nothing. `IndexTree.stall`
-makes the server hold a file's response until released, for kill tests.
+makes the server hold a file's response until released, for kill tests;
+`RunningIndex.flaky` makes it answer 503 a given number of times first.
 
 Files are read from disk on each request, so a test can change the tree
 (add a release, corrupt a file) between syncs with `write_index` again or by
@@ -158,6 +159,7 @@ class RunningIndex:
     requests: Counter[str] = field(default_factory=Counter)  # "page", "304", "file", "metadata"
     stall: set[str] = field(default_factory=set)  # filenames whose responses wait for `released`
     released: threading.Event = field(default_factory=threading.Event)
+    flaky: dict[str, int] = field(default_factory=dict)  # filename: how many 503s to answer first
     offer_json: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -228,6 +230,12 @@ def _handler(state: RunningIndex) -> type[BaseHTTPRequestHandler]:
             self._bump("metadata" if name.endswith(".metadata") else "file")
             if name in state.stall:
                 state.released.wait(60)
+            with state.lock:
+                failing = state.flaky.get(name, 0)
+                if failing:
+                    state.flaky[name] = failing - 1
+            if failing:
+                return self._send(503, b"try again", "text/plain")
             path = state.tree.files / name
             if not path.is_file():
                 return self._send(404, b"not found", "text/plain")
