@@ -342,17 +342,28 @@ def test_server_errors_are_retried(tmp_path: Path, served: RunningIndex) -> None
 # ------------------------------------------------------------------ bad input
 
 
-def test_hash_mismatch_discards_the_file_and_fails_the_release(tmp_path: Path, served: RunningIndex,
-                                                               built_wheels: dict[str, Path]) -> None:
-    home = tmp_path / "hub"
-    make_hub(home, served.url, "--package", "alpha", "--python", "3.11", "--platform", LINUX)
-    assert sync(home).exit_code == 0
-    write_index(served.tree.root, [built_wheels["beta-1.3-py3-none-any.whl"]], yanked=YANKED)
-    bad = served.tree.files / "beta-1.3-py3-none-any.whl"
-    tampered = bytearray(bad.read_bytes())
-    tampered[-1] ^= 0xFF  # same size, other bytes: only the sha256 can tell
-    bad.write_bytes(bytes(tampered))
-    result = sync(home)
+@pytest.mark.parametrize(
+    "json_pages",
+    [
+        pytest.param(True, id="read-while-selecting"),  # sizes known: small wheels are read for their metadata
+        pytest.param(False, id="fetched-after-selecting"),  # HTML has no sizes: PEP 658 file, then the wheel
+    ],
+)
+def test_hash_mismatch_discards_the_file_and_fails_the_release(tmp_path: Path, built_wheels: dict[str, Path],
+                                                               json_pages: bool) -> None:
+    tree = write_index(tmp_path / "upstream", universe(built_wheels), json_pages=json_pages, yanked=YANKED)
+    with serve_index(tree) as served:
+        home = tmp_path / "hub"
+        make_hub(home, served.url, "--package", "alpha", "--python", "3.11", "--platform", LINUX)
+        assert sync(home).exit_code == 0
+        write_index(tree.root, [built_wheels["beta-1.3-py3-none-any.whl"]], json_pages=json_pages, yanked=YANKED)
+        bad = tree.files / "beta-1.3-py3-none-any.whl"
+        tampered = bytearray(bad.read_bytes())
+        tampered[-1] ^= 0xFF  # same size, other bytes: only the sha256 can tell
+        bad.write_bytes(bytes(tampered))
+        served.reset()
+        result = sync(home)
+        assert served.count("file") == 1
     assert result.exit_code == 1
     assert "! beta 1.3: sha256 mismatch for beta-1.3-py3-none-any.whl" in result.stdout
     assert not BlobStore(home / "blobs").has(sha256_of(bad))
