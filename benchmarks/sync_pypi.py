@@ -32,8 +32,10 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
+import signal
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -180,19 +182,41 @@ class Mirror:
     selected_releases: Callable[[Path], list[tuple[str, str]]] | None = None
 
 
+def run_timed(cmd: list[str], log: Path, timeout: float, env: dict[str, str]) -> tuple[float, int, bool]:
+    """Wall time, exit status and whether it was killed at `timeout`.
+
+    A timer kills the run instead of `subprocess.run(timeout=...)`, whose wait
+    polls every 50 ms and so rounds every measurement up to that grain.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    killed = threading.Event()
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+        def kill() -> None:
+            killed.set()
+            os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            returncode = proc.wait()
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - start
+    return (timeout if killed.is_set() else seconds), returncode, killed.is_set()
+
+
 def timed(cmd: list[str], upstream: RunningUpstream, log: Path, timeout: float) -> Outcome:
     # Start every run with no dirty pages from the previous one: reservoir
     # fsyncs its blobs and bandersnatch does not, so without this one tool's
     # fsync would pay for the other's deferred writeback.
     os.sync()
     upstream.counters.reset()
-    start = time.perf_counter()
-    try:
-        # TMPDIR: `bandersnatch mirror --force-check` parks its status file there.
-        result = run_quiet(cmd, log, timeout=timeout, env={**os.environ, "TMPDIR": str(log.parent)})
-        seconds, ok, timed_out = time.perf_counter() - start, result.returncode == 0, False
-    except subprocess.TimeoutExpired:
-        seconds, ok, timed_out = timeout, False, True
+    # TMPDIR: `bandersnatch mirror --force-check` parks its status file there.
+    seconds, returncode, timed_out = run_timed(cmd, log, timeout, {**os.environ, "TMPDIR": str(log.parent)})
+    ok = returncode == 0 and not timed_out
     c: Counters = upstream.counters
     return Outcome(seconds=seconds, ok=ok, files=c.files, file_bytes=c.file_bytes, requests=c.requests,
                    timed_out=timed_out)
