@@ -12,10 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from downloader.pypi.options import PyPIOptions
 from reservoir.errors import ConfigError, ReservoirError
 from reservoir.models import Channel, Release, ReleaseState, SyncRun
-
-from downloader.pypi.options import PyPIOptions
 
 KINDS = ("pypi",)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import click
 
-from reservoir.context import AppContext, pass_app
-
 from downloader.pypi.options import PyPIOptions, read_requirements_file
 from downloader.pypi.targets import host_platform, host_python
 from hub.channels import KINDS, add_channel, host_pip_index_url, list_channels, remove_channel
+from reservoir.context import AppContext, pass_app
 
 
 def register(cli: click.Group) -> None:

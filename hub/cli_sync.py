@@ -6,10 +6,9 @@ import sys
 
 import click
 
+from hub.sync import ChannelReport, channel_names, sync_channel
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ReservoirError
-
-from hub.sync import ChannelReport, channel_names, sync_channel
 
 
 def register(cli: click.Group) -> None:

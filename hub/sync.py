@@ -11,21 +11,16 @@ not download them again.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import time
-from datetime import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
-
-from reservoir.blobs import BlobStore
-from reservoir.context import AppContext
-from reservoir.errors import ReservoirError
-from reservoir.models import Artifact, ArtifactState, Channel, Release, ReleaseState, Snapshot, SyncRun, utcnow
-from reservoir.plugins import vetters
-from reservoir.progress import Progress
 
 from downloader.base import SelectedRelease, Selection, UpstreamFile
 from downloader.pypi.adapter import CachedMetadata, CachedPage, Caches, PyPIAdapter, StoreOutcome
@@ -34,6 +29,12 @@ from downloader.pypi.files import WHEEL
 from downloader.pypi.options import PyPIOptions
 from hub.cache import FileMetadata, UpstreamPage
 from hub.channels import get_channel
+from reservoir.blobs import BlobStore
+from reservoir.context import AppContext
+from reservoir.errors import ReservoirError
+from reservoir.models import Artifact, ArtifactState, Channel, Release, ReleaseState, Snapshot, SyncRun, utcnow
+from reservoir.plugins import vetters
+from reservoir.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -293,8 +294,26 @@ async def _select_and_fetch(config: ChannelConfig, blobs: BlobStore, caches: Cac
     return selection, {o.sha256: o for o in outcomes}
 
 
+@contextmanager
+def channel_lock(app: AppContext, name: str) -> Iterator[None]:
+    """One sync of a channel at a time on this host; a second one is refused, not queued."""
+    app.home.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with open(app.home.tmp_dir / f"sync-{name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReservoirError(f"channel {name!r} is being synced by another process",
+                                 hint="wait for it to finish") from None
+        yield
+
+
 def sync_channel(app: AppContext, name: str, policy: FetchPolicy | None = None) -> ChannelReport:
     """Sync one channel; raises ReservoirError (with nothing changed) when upstream cannot be read."""
+    with channel_lock(app, name):
+        return _sync_channel(app, name, policy)
+
+
+def _sync_channel(app: AppContext, name: str, policy: FetchPolicy | None) -> ChannelReport:
     started = time.monotonic()
     with app.db.transaction() as session:
         config = load_channel(session, name)

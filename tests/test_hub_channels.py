@@ -57,9 +57,10 @@ def test_options_are_stored_as_the_catalog_says(hub: Path, tmp_path: Path) -> No
                    "--package", "requests", "--requirements", str(reqs), "--python", "3.10", "--python", "3.12",
                    "--platform", "win_amd64", "--latest", "3", "--sdists")
     assert added.exit_code == 0, added.output
+    from sqlalchemy import select
+
     from reservoir.db import open_database
     from reservoir.models import Channel
-    from sqlalchemy import select
 
     db = open_database(f"sqlite:///{hub / 'reservoir.db'}")
     with db.transaction() as session:
@@ -129,3 +130,15 @@ def test_sync_runs_on_a_hub_only(tmp_path: Path) -> None:
     assert invoke(site, "init", "--role", "site").exit_code == 0
     result = invoke(site, "sync")
     assert result.exit_code == 2 and "runs on a hub" in result.stderr
+
+
+def test_a_second_sync_of_the_same_channel_is_refused(hub: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    assert invoke(hub, "channel", "add", "main", "--kind", "pypi", "--upstream", "http://127.0.0.1:9/simple",
+                  "--package", "requests").exit_code == 0
+    with open(hub / "tmp" / "sync-main.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running sync holds it
+        result = invoke(hub, "sync", "main")
+    assert result.exit_code == 1
+    assert "channel 'main' is being synced by another process" in result.stderr

@@ -14,9 +14,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from reservoir.blobs import BlobStore
-from reservoir.errors import IntegrityError, ReservoirError
-
 from downloader.base import SelectedRelease, Selection, UpstreamFile
 from downloader.pypi.closure import Closure
 from downloader.pypi.fetch import Fetcher, Unreachable, is_file_url, upstream_root_exists
@@ -24,6 +21,8 @@ from downloader.pypi.files import SDIST, WHEEL, Distribution
 from downloader.pypi.index import ACCEPT, IndexFile, ProjectPage, parse_page
 from downloader.pypi.metadata import CoreMetadata, parse_metadata, read_sdist_metadata, read_wheel_metadata
 from downloader.pypi.options import PyPIOptions
+from reservoir.blobs import BlobStore
+from reservoir.errors import IntegrityError, ReservoirError
 
 T = TypeVar("T")
 

@@ -21,12 +21,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from reservoir.errors import ConfigError, IntegrityError, ReservoirError
-
 from downloader.pypi.files import SDIST, WHEEL, Distribution, normalize, parse_distribution
 from downloader.pypi.index import IndexFile, ProjectPage
 from downloader.pypi.metadata import CoreMetadata
 from downloader.pypi.targets import Target
+from reservoir.errors import ConfigError, IntegrityError, ReservoirError
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from reservoir.errors import ReservoirError
-
 from downloader.pypi.files import check_safe_filename
+from reservoir.errors import ReservoirError
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"

@@ -8,10 +8,9 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from reservoir.errors import ConfigError
-
 from downloader.pypi.closure import parse_requirement
 from downloader.pypi.targets import Target, check_platform, check_python, targets_of
+from reservoir.errors import ConfigError
 
 
 @dataclass

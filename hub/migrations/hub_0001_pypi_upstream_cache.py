@@ -6,9 +6,8 @@ Create Date: 2026-11-23 01:44:13.666218
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = 'hub_0001'
 down_revision = None
