@@ -373,6 +373,19 @@ def test_hash_mismatch_discards_the_file_and_fails_the_release(tmp_path: Path, b
     assert held["beta==1.1"] == {"beta-1.1-py3-none-any.whl": "stored"}
 
 
+def test_metadata_file_mismatch_fails_the_release(tmp_path: Path, built_wheels: dict[str, Path]) -> None:
+    # HTML pages give no sizes, so the PEP 658 file is read (and checked) rather than the wheel.
+    tree = write_index(tmp_path / "upstream", universe(built_wheels), json_pages=False, yanked=YANKED)
+    metadata = tree.files / "beta-1.1-py3-none-any.whl.metadata"
+    metadata.write_bytes(metadata.read_bytes().replace(b"Name: beta", b"Name: bet4"))
+    home = tmp_path / "hub"
+    make_hub(home, tree.file_url, "--package", "beta", "--python", "3.11", "--platform", LINUX)
+    result = sync(home)
+    assert result.exit_code == 1
+    assert "! beta 1.1: sha256 mismatch for beta-1.1-py3-none-any.whl.metadata" in result.stdout
+    assert releases(home) == {"beta==1.1": {"beta-1.1-py3-none-any.whl": "failed"}}
+
+
 @pytest.mark.parametrize("kind", ["json", "html"])
 def test_malformed_index_page_changes_nothing(tmp_path: Path, index_tree: IndexTree, kind: str) -> None:
     home = tmp_path / "hub"
