@@ -102,6 +102,7 @@ class Closure:
     _metadata: dict[tuple[str, Version], CoreMetadata | None] = field(default_factory=dict)
     _failures: dict[tuple[str, Version], str] = field(default_factory=dict)
     _candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    _installable_cache: dict[tuple[str, Target, bool], dict[Version, list[Candidate]]] = field(default_factory=dict)
 
     async def run(self, requirements: list[Requirement]) -> ClosureResult:
         demands = {d for req in requirements for d in self._demands_of(req, self.targets, frozenset(), True)}
@@ -156,7 +157,13 @@ class Closure:
         return out
 
     def _installable(self, project: str, target: Target, allow_yanked: bool) -> dict[Version, list[Candidate]]:
-        """Versions with at least one file `target` can install, with those files."""
+        """Versions with at least one file `target` can install, with those files (computed once)."""
+        key = (project, target, allow_yanked)
+        if key not in self._installable_cache:
+            self._installable_cache[key] = self._compute_installable(project, target, allow_yanked)
+        return self._installable_cache[key]
+
+    def _compute_installable(self, project: str, target: Target, allow_yanked: bool) -> dict[Version, list[Candidate]]:
         by_version: dict[Version, list[Candidate]] = defaultdict(list)
         for candidate in self._candidates.get(project, []):
             if _is_yanked(candidate) and not allow_yanked:

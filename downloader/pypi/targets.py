@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from packaging import tags
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -142,14 +142,20 @@ class Target:
         }
 
     def accepts_python(self, requires_python: str | None) -> bool:
-        if not requires_python:
-            return True
-        try:
-            spec = SpecifierSet(requires_python)
-        except InvalidSpecifier:
-            # Old uploads carry junk here; pip ignores it too.
-            return True
-        return spec.contains(self.marker_environment["python_full_version"], prereleases=True)
+        spec = parse_requires_python(requires_python) if requires_python else None
+        return spec is None or spec.contains(self.marker_environment["python_full_version"], prereleases=True)
+
+
+@lru_cache(maxsize=4096)
+def parse_requires_python(text: str) -> SpecifierSet | None:
+    """A file's requires-python; None when it is junk (old uploads have some; pip ignores it too).
+
+    Cached: a big project repeats a handful of values over thousands of files.
+    """
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        return None
 
 
 def targets_of(pythons: list[str], platforms: list[str]) -> list[Target]:
