@@ -1,0 +1,1 @@
+"""The air-gapped site: import bundles, publish repository trees, serve them."""

@@ -1,0 +1,94 @@
+"""Atomic publishing of a directory tree.
+
+A new generation is built beside the live one (``<root>/.build-*``),
+renamed to ``<root>/gen-<stamp>`` once complete, and made live by pointing
+the ``<root>/current`` symlink at it with a rename (atomic on POSIX). A
+client in the middle of a resolve sees either the old tree or the new one,
+never a mixture; a build that fails (disk full, crash) leaves the live tree
+untouched. Old generations are removed after a grace period, so a
+download that started on one keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from reservoir.blobs import fsync_dir
+
+CURRENT = "current"
+GENERATION_PREFIX = "gen-"
+BUILD_PREFIX = ".build-"
+
+
+def live_generation(root: Path) -> Path | None:
+    """The directory `current` points at, or None before the first publish."""
+    link = root / CURRENT
+    try:
+        target = os.readlink(link)
+    except (FileNotFoundError, OSError):
+        return None
+    return root / target
+
+
+def _new_generation_name() -> str:
+    return f"{GENERATION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def swap_current(root: Path, generation: Path) -> None:
+    tmp_link = root / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
+    os.symlink(generation.name, tmp_link)
+    os.replace(tmp_link, root / CURRENT)
+    fsync_dir(root)
+
+
+def publish_tree(root: Path, build: Callable[[Path], None], *, keep: int = 3, grace_s: float = 600.0) -> Path:
+    """Build a generation with `build(dir)` and make it live; returns it.
+
+    If `build` raises, its partial directory is removed and the exception
+    propagates with the live tree unchanged.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_builds(root)
+    staging = root / f"{BUILD_PREFIX}{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        build(staging)
+        generation = root / _new_generation_name()
+        os.rename(staging, generation)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_current(root, generation)
+    prune_generations(root, keep=keep, grace_s=grace_s)
+    return generation
+
+
+def remove_abandoned_builds(root: Path, older_than_s: float = 3600.0) -> None:
+    """Remove staging folders of publishers that were killed mid-build."""
+    cutoff = time.time() - older_than_s
+    for path in root.glob(f"{BUILD_PREFIX}*"):
+        try:
+            if path.stat().st_mtime <= cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
+
+def prune_generations(root: Path, *, keep: int, grace_s: float) -> None:
+    """Keep the `keep` newest generations, and any younger than `grace_s`."""
+    live = live_generation(root)
+    generations = sorted(root.glob(f"{GENERATION_PREFIX}*"), key=lambda p: p.name, reverse=True)
+    cutoff = time.time() - grace_s
+    for old in generations[keep:]:
+        if old == live:
+            continue
+        try:
+            if old.stat().st_mtime <= cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:
+            pass

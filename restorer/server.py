@@ -1,0 +1,248 @@
+"""The site's HTTP server: the published trees, the admin pages.
+
+Hot-path design: index pages are pre-generated files (and their gzip twins)
+read through the live ``current`` symlink, cached in memory per generation
+with a content ETag; package files go out with ``FileResponse`` (sendfile,
+Range, ETag/304). No database query happens while serving the index, so
+any number of worker processes can share one listening socket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from packaging.utils import canonicalize_name
+
+from reservoir.context import AppContext
+from restorer.auth import Account, AccountStore, Authenticator, AuthMode
+from restorer.negotiation import negotiate
+from restorer.publish.tree import live_generation
+
+log = logging.getLogger(__name__)
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+REALM = 'Basic realm="reservoir", charset="UTF-8"'
+APP_KEY = web.AppKey("site", "SiteState")
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    body: bytes
+    etag: str
+
+
+@dataclass
+class PageCache:
+    """Pre-generated pages of the live generation, kept in memory (bounded LRU)."""
+
+    capacity: int = 20_000
+    _entries: OrderedDict[tuple[str, str, bool], CachedPage] = field(default_factory=OrderedDict)
+    _generation: str = ""
+
+    def get(self, generation: Path, relative: str, gzip: bool) -> CachedPage | None:
+        if generation.name != self._generation:
+            self._entries.clear()
+            self._generation = generation.name
+        key = (generation.name, relative, gzip)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry
+        path = generation / (relative + ".gz" if gzip else relative)
+        try:
+            body = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        entry = CachedPage(body, etag)
+        self._entries[key] = entry
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return entry
+
+
+@dataclass
+class SiteState:
+    trees_dir: Path
+    authenticator: Authenticator
+    app_context: AppContext | None = None
+    pages: PageCache = field(default_factory=PageCache)
+
+    @property
+    def pypi_root(self) -> Path:
+        return self.trees_dir / "pypi"
+
+
+def _state(request: web.Request) -> SiteState:
+    return request.app[APP_KEY]
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    return "gzip" in request.headers.get("Accept-Encoding", "")
+
+
+def _unauthorized(message: str = "authentication required") -> web.Response:
+    return web.Response(status=401, text=message + "\n", headers={"WWW-Authenticate": REALM})
+
+
+def _serve_page(request: web.Request, relative_dir: str) -> web.StreamResponse:
+    state = _state(request)
+    choice = negotiate(request.headers.get("Accept"), request.query.get("format"))
+    if choice is None:
+        return web.Response(status=406, text="none of the offered media types is acceptable\n")
+    generation = live_generation(state.pypi_root)
+    if generation is None:
+        return web.Response(status=404, text="nothing is published on this site yet\n")
+    gzip = _accepts_gzip(request)
+    page = state.pages.get(generation, f"{relative_dir}{choice.page_name}", gzip)
+    if page is None:
+        return web.Response(status=404, text="not found\n")
+    headers = {"ETag": page.etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "max-age=60"}
+    if page.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Type"] = choice.content_type
+    return web.Response(body=page.body, headers=headers)
+
+
+async def simple_root(request: web.Request) -> web.StreamResponse:
+    return _serve_page(request, "simple/")
+
+
+async def simple_project(request: web.Request) -> web.StreamResponse:
+    project = request.match_info["project"]
+    normalized = canonicalize_name(project)
+    if project != normalized or not request.path.endswith("/"):
+        location = f"/pypi/simple/{normalized}/"
+        if request.query_string:
+            location += "?" + request.query_string
+        raise web.HTTPMovedPermanently(location)
+    return _serve_page(request, f"simple/{normalized}/")
+
+
+async def package_file(request: web.Request) -> web.StreamResponse:
+    sha256 = request.match_info["sha256"]
+    filename = request.match_info["filename"]
+    if not SHA256_RE.match(sha256) or "/" in filename or filename in ("", ".", ".."):
+        raise web.HTTPNotFound()
+    generation = live_generation(_state(request).pypi_root)
+    if generation is None:
+        raise web.HTTPNotFound()
+    path = generation / "files" / sha256 / filename
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    headers = {"Cache-Control": "max-age=31536000, immutable"}
+    return web.FileResponse(path, headers=headers)
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def _require_admin(request: web.Request) -> Account | web.Response:
+    authenticator = _state(request).authenticator
+    if not authenticator.has_admins():
+        return web.Response(
+            status=403,
+            text="admin pages need an admin account: run `reservoir users add NAME --admin`\n",
+        )
+    account = authenticator.identify(request.headers.get("Authorization"))
+    if account is None:
+        return _unauthorized("admin pages require authentication")
+    if not account.admin:
+        return web.Response(status=403, text=f"{account.name} is not an admin\n")
+    return account
+
+
+async def admin_index(request: web.Request) -> web.StreamResponse:
+    who = _require_admin(request)
+    if isinstance(who, web.Response):
+        return who
+    state = _state(request)
+    generation = live_generation(state.pypi_root)
+    body = (
+        "<!DOCTYPE html><html><head><title>Reservoir site</title></head><body>"
+        f"<h1>Reservoir site</h1><p>Signed in as {html.escape(who.name)}.</p>"
+        f"<p>PyPI tree: {html.escape(generation.name if generation else 'not published yet')}</p>"
+        '<ul><li><a href="/admin/licenses">License and security report</a></li>'
+        '<li><a href="/admin/status">Status (JSON)</a></li></ul></body></html>'
+    )
+    return web.Response(text=body, content_type="text/html")
+
+
+async def admin_status(request: web.Request) -> web.StreamResponse:
+    who = _require_admin(request)
+    if isinstance(who, web.Response):
+        return who
+    state = _state(request)
+    generation = live_generation(state.pypi_root)
+    projects = 0
+    if generation is not None:
+        try:
+            projects = len(json.loads((generation / "simple" / "index.json").read_bytes())["projects"])
+        except (FileNotFoundError, KeyError, ValueError):
+            projects = 0
+    return web.json_response({"pypi": {"generation": generation.name if generation else None, "projects": projects}})
+
+
+async def admin_licenses(request: web.Request) -> web.StreamResponse:
+    who = _require_admin(request)
+    if isinstance(who, web.Response):
+        return who
+    app_context = _state(request).app_context
+    try:
+        from licenses.report import render_html  # the licenses component is optional on a site
+    except ImportError:
+        return web.Response(status=404, text="the licenses component is not installed\n")
+    if app_context is None:
+        return web.Response(status=503, text="no database configured for this server\n")
+    with app_context.db.session() as session:
+        body = render_html(session)
+    return web.Response(text=body, content_type="text/html")
+
+
+@web.middleware
+async def index_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Guards everything but /admin (which checks itself) and /healthz."""
+    if request.path.startswith("/pypi/") or request.path.startswith("/apt/") or request.path.startswith("/yum/"):
+        if _state(request).authenticator.identify(request.headers.get("Authorization")) is None:
+            return _unauthorized()
+    return await handler(request)
+
+
+def build_app(state: SiteState, mode: AuthMode) -> web.Application:
+    app = web.Application(middlewares=[index_auth] if mode != "none" else [])
+    app[APP_KEY] = state
+    app.router.add_get("/pypi/simple/", simple_root)
+    app.router.add_get("/pypi/simple", lambda r: _redirect(r, "/pypi/simple/"))
+    app.router.add_get("/pypi/simple/{project}/", simple_project)
+    app.router.add_get("/pypi/simple/{project}", simple_project)
+    app.router.add_get("/pypi/files/{sha256}/{filename}", package_file)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/admin/", admin_index)
+    app.router.add_get("/admin", lambda r: _redirect(r, "/admin/"))
+    app.router.add_get("/admin/status", admin_status)
+    app.router.add_get("/admin/licenses", admin_licenses)
+    return app
+
+
+async def _redirect(_request: web.Request, location: str) -> web.Response:
+    raise web.HTTPMovedPermanently(location)
+
+
+def site_state(app_context: AppContext, mode: AuthMode) -> SiteState:
+    home = app_context.home
+    return SiteState(
+        trees_dir=home.trees_dir,
+        authenticator=Authenticator(AccountStore(home.keys_dir), mode),
+        app_context=app_context,
+    )
