@@ -446,6 +446,19 @@ def test_unknown_project_names_it_and_changes_nothing(tmp_path: Path, index_tree
     assert catalog_dump(home) == before
 
 
+def test_missing_dependency_names_the_project_that_needs_it(tmp_path: Path, built_wheels: dict[str, Path]) -> None:
+    orphan = build_wheels([ProjectSpec("orphan", "1.0", ["missing-dep>=1"])], tmp_path / "dist")
+    tree = write_index(tmp_path / "upstream", [*universe(built_wheels), *orphan], yanked=YANKED)
+    home = tmp_path / "hub"
+    make_hub(home, tree.file_url, "--package", "orphan", "--python", "3.11", "--platform", LINUX)
+    before = catalog_dump(home)
+    result = sync(home)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "project 'missing-dep' (required by orphan 1.0): not found upstream" in line
+    assert catalog_dump(home) == before
+
+
 def test_unreachable_upstream_changes_nothing(tmp_path: Path, index_tree: IndexTree) -> None:
     home = tmp_path / "hub"
     with serve_index(index_tree) as running:
