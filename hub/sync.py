@@ -315,6 +315,7 @@ def sync_channel(app: AppContext, name: str, policy: FetchPolicy | None = None) 
 
 def _sync_channel(app: AppContext, name: str, policy: FetchPolicy | None) -> ChannelReport:
     started = time.monotonic()
+    app.blobs.clean_stale_temporaries()  # what writers killed long ago left behind
     with app.db.transaction() as session:
         config = load_channel(session, name)
         caches = load_caches(session, config.id)

@@ -90,3 +90,9 @@ def test_distribution_filenames_are_parsed_and_others_ignored() -> None:
     assert sdist is not None and (sdist.name, str(sdist.version), sdist.packagetype) == ("demo-pkg", "2.0rc1", "sdist")
     assert parse_distribution("demo-1.0-py2.7.egg") is None
     assert parse_distribution("demo-notaversion-py3-none-any.whl") is None
+
+
+def test_html_links_resolve_against_a_base_href() -> None:
+    body = f'<html><head><base href="https://127.0.0.1:7/pkgs/"></head><a href="demo-1.0.tar.gz#sha256={SHA}">demo-1.0.tar.gz</a>'
+    page = parse_page("demo", PAGE, "text/html", body.encode())
+    assert page.files[0].url == "https://127.0.0.1:7/pkgs/demo-1.0.tar.gz"

@@ -133,10 +133,13 @@ class _AnchorCollector(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self.base: str | None = None
         self._open: dict[str, str | None] | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
         if tag == "a":
             self._open = dict(attrs)
             self._text = []
@@ -171,11 +174,13 @@ def _parse_html(project: str, page_url: str, body: bytes) -> ProjectPage:
     collector.feed(text)
     collector.close()
     page = ProjectPage(project)
+    # Links resolve against a <base href> when the page has one, as in pip.
+    base_url = urljoin(page_url, collector.base) if collector.base else page_url
     for attrs, text_content in collector.anchors:
         href = attrs.get("href")
         if not href:
             raise _malformed(project, "a link has no href")
-        url, fragment = urldefrag(urljoin(page_url, href))
+        url, fragment = urldefrag(urljoin(base_url, href))
         filename = text_content or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         check_safe_filename(project, filename)
         yanked_attr = attrs.get("data-yanked")
