@@ -28,6 +28,8 @@ from restorer.publish.tree import live_generation
 from restorer.server import build_app, site_state
 
 log = logging.getLogger(__name__)
+# Common log format plus the negotiated-for header, which operators debug most.
+ACCESS_LOG_FORMAT = '%a %t "%r" %s %b "%{Accept}i" "%{User-Agent}i"'
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -57,7 +59,9 @@ def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path |
         logger.propagate = False
 
     async def main() -> None:
-        runner = web.AppRunner(app, access_log=logger, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=logger, access_log_format=ACCESS_LOG_FORMAT, handle_signals=False
+        )
         await runner.setup()
         site = web.SockSite(runner, sock)
         await site.start()

@@ -36,7 +36,10 @@ def live_generation(root: Path) -> Path | None:
 
 
 def _new_generation_name() -> str:
-    return f"{GENERATION_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    # Sortable by creation: the nanoseconds keep order within one second.
+    now = time.time_ns()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+    return f"{GENERATION_PREFIX}{stamp}.{now % 10**9:09d}-{uuid.uuid4().hex[:4]}"
 
 
 def swap_current(root: Path, generation: Path) -> None:
