@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -83,6 +84,15 @@ def parse_requirement(text: str, where: str = "") -> Requirement:
         raise ConfigError(f"invalid requirement {text!r}{at}: {cause}", hint="use PEP 508, e.g. 'requests>=2.31'") from None
 
 
+def _marker_holds(marker: Marker, target: Target, extras: frozenset[str]) -> bool:
+    """Whether `marker` holds on `target` with any of `extras` (or none) requested."""
+    env = target.marker_environment
+    try:
+        return any(marker.evaluate({**env, "extra": extra}) for extra in ("", *sorted(extras)))
+    except Exception:  # noqa: BLE001 - a marker packaging cannot evaluate: keep the dependency, to be safe
+        return True
+
+
 def _is_yanked(candidate: Candidate) -> bool:
     return candidate.file.yanked is not False
 
@@ -126,10 +136,8 @@ class Closure:
                     requested: bool) -> list[Demand]:
         out = []
         for target in targets:
-            if req.marker is not None:
-                env = target.marker_environment
-                if not any(req.marker.evaluate({**env, "extra": extra}) for extra in ("", *sorted(extras))):
-                    continue
+            if req.marker is not None and not _marker_holds(req.marker, target, extras):
+                continue
             out.append(Demand(normalize(req.name), target, str(req.specifier), frozenset(map(normalize, req.extras)),
                               requested))
         return out
