@@ -81,6 +81,8 @@ def _quality(offered: str, accepted: list[tuple[str, float]]) -> float:
 def negotiate(accept: str | None, format_param: str | None = None) -> Choice | None:
     """The media type to serve, or None when nothing offered is acceptable (406)."""
     if format_param:
+        # An unescaped `+` in a query string arrives as a space.
+        format_param = format_param.strip().replace(" ", "+")
         wanted = ALIASES.get(format_param, format_param)
         return Choice(wanted) if wanted in OFFERED else None
     if not accept or not accept.strip():

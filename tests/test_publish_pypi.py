@@ -3,7 +3,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,45 +10,10 @@ from sqlalchemy import select
 
 from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
-from reservoir.home import create_home
 from reservoir.models import Channel, Gate, Release, ReleaseState
 from restorer.publish import publish_site
 from restorer.publish.tree import live_generation, publish_tree
-from tests.support.site import add_file
-from tests.support.wheels import ProjectSpec, build_wheels
-
-
-@pytest.fixture(scope="session")
-def site_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("site-wheels")
-    specs = [
-        ProjectSpec("alpha", "1.0", dependencies=["beta>=1"], extras={"fast": ["gamma"]}),
-        ProjectSpec("alpha", "2.0", dependencies=["beta>=1"]),
-        ProjectSpec("alpha", "0.9"),
-        ProjectSpec("beta", "1.0", requires_python=">=3.8"),
-        ProjectSpec("gamma", "1.0"),
-        ProjectSpec("Mixed_Case.Name", "1.0"),
-    ]
-    return {p.name: p for p in build_wheels(specs, out)}
-
-
-def wheel(site_wheels: dict[str, Path], prefix: str) -> Path:
-    return next(p for name, p in site_wheels.items() if name.startswith(prefix))
-
-
-@pytest.fixture
-def site(tmp_path: Path, site_wheels: dict[str, Path]) -> Iterator[AppContext]:
-    create_home(tmp_path / "site", "site")
-    app = AppContext(home_root=tmp_path / "site")
-    with app.db.transaction() as s:
-        channel = Channel(name="py", kind="pypi", upstream="file:///upstream", options={})
-        s.add(channel)
-        s.flush()
-        for path in site_wheels.values():
-            yanked: bool | str = "broken build" if "-0.9-" in path.name else False
-            add_file(s, app.blobs, channel, path, yanked=yanked, requires_python=">=3.8" if "beta" in path.name else None)
-    yield app
-    app.close()
+from tests.support.site import add_file, wheel_named
 
 
 def read_json(path: Path) -> dict:
@@ -165,8 +129,8 @@ def test_two_channels_merge_into_one_index(site: AppContext, site_wheels: dict[s
         other = Channel(name="py-extra", kind="pypi", upstream="file:///other", options={})
         s.add(other)
         s.flush()
-        add_file(s, site.blobs, other, wheel(site_wheels, "gamma"))
-        add_file(s, site.blobs, other, wheel(site_wheels, "alpha-2.0"))
+        add_file(s, site.blobs, other, wheel_named(site_wheels, "gamma"))
+        add_file(s, site.blobs, other, wheel_named(site_wheels, "alpha-2.0"))
     [result] = publish_site(site)
     page = read_json(result.generation / "simple" / "gamma" / "index.json")
     assert [f["filename"] for f in page["files"]] == ["gamma-1.0-py3-none-any.whl"]

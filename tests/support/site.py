@@ -27,6 +27,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wheel_named(wheels: dict[str, Path], prefix: str) -> Path:
+    return next(path for name, path in wheels.items() if name.startswith(prefix))
+
+
 def name_version(filename: str) -> tuple[str, str]:
     if filename.endswith(".whl"):
         name, version, _build, _tags = parse_wheel_filename(filename)
