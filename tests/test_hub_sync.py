@@ -446,17 +446,20 @@ def test_unknown_project_names_it_and_changes_nothing(tmp_path: Path, index_tree
     assert catalog_dump(home) == before
 
 
-def test_missing_dependency_names_the_project_that_needs_it(tmp_path: Path, built_wheels: dict[str, Path]) -> None:
+def test_missing_dependency_fails_only_the_release_that_needs_it(tmp_path: Path,
+                                                                  built_wheels: dict[str, Path]) -> None:
     orphan = build_wheels([ProjectSpec("orphan", "1.0", ["missing-dep>=1"])], tmp_path / "dist")
     tree = write_index(tmp_path / "upstream", [*universe(built_wheels), *orphan], yanked=YANKED)
     home = tmp_path / "hub"
-    make_hub(home, tree.file_url, "--package", "orphan", "--python", "3.11", "--platform", LINUX)
-    before = catalog_dump(home)
+    make_hub(home, tree.file_url, "--package", "orphan", "--package", "beta", "--python", "3.11", "--platform", LINUX)
     result = sync(home)
     assert result.exit_code == 1
-    line = one_error_line(result)
-    assert "project 'missing-dep' (required by orphan 1.0): not found upstream" in line
-    assert catalog_dump(home) == before
+    assert "! orphan 1.0: requires 'missing-dep', not found upstream" in result.stdout
+    assert "+ beta 1.1" in result.stdout
+    assert releases(home) == {
+        "beta==1.1": {"beta-1.1-py3-none-any.whl": "stored"},
+        "orphan==1.0": {"orphan-1.0-py3-none-any.whl": "failed"},
+    }
 
 
 def test_unreachable_upstream_changes_nothing(tmp_path: Path, index_tree: IndexTree) -> None:

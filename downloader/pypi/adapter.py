@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from downloader.base import SelectedRelease, Selection, UpstreamFile
 from downloader.pypi.closure import Closure
-from downloader.pypi.fetch import Fetcher, Unreachable, is_file_url, upstream_root_exists
+from downloader.pypi.fetch import Fetcher, NotFound, Unreachable, is_file_url, upstream_root_exists
 from downloader.pypi.files import SDIST, WHEEL, Distribution
 from downloader.pypi.index import ACCEPT, IndexFile, ProjectPage, parse_page
 from downloader.pypi.metadata import CoreMetadata, parse_metadata, read_sdist_metadata, read_wheel_metadata
@@ -156,9 +156,15 @@ class PyPIAdapter:
         what = project_what(project, required_by)
         cached = self.caches.pages.get(project)
         url = self.page_url(project)
-        response = await self.fetcher.get_page(
-            what, url, cached.etag if cached else None, cached.last_modified if cached else None, ACCEPT
-        )
+        try:
+            response = await self.fetcher.get_page(
+                what, url, cached.etag if cached else None, cached.last_modified if cached else None, ACCEPT
+            )
+        except NotFound:
+            if not required_by:
+                raise  # a requested project: the channel's own input is wrong
+            # A dependency: the releases needing it fail, the rest of the channel syncs.
+            return ProjectPage(project, missing=True)
         self.on_page()
         if response.status == 304 and cached is not None:
             return ProjectPage.from_json(project, cached.files)

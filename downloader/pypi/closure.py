@@ -112,6 +112,7 @@ class Closure:
     _metadata: dict[tuple[str, Version], CoreMetadata | None] = field(default_factory=dict)
     _failures: dict[tuple[str, Version], str] = field(default_factory=dict)
     _candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    _extras: dict[tuple[str, Target], set[str]] = field(default_factory=dict)
     _installable_cache: dict[tuple[str, Target, bool], dict[Version, list[Candidate]]] = field(default_factory=dict)
 
     async def run(self, requirements: list[Requirement]) -> ClosureResult:
@@ -128,7 +129,7 @@ class Closure:
             demands = grown
         for key, release in chosen.items():
             release.metadata = self._metadata.get(key)
-            release.failure = self._failures.get(key, "")
+            release.failure = self._failures.get(key, "") or self._missing_dependencies(release)
         self._check_requested(requirements, chosen)
         return ClosureResult(chosen, self.warnings)
 
@@ -220,7 +221,8 @@ class Closure:
             if not demand.pinned:
                 matching = [v for v in matching if not self._only_yanked(installable[v])]
             picked.update(matching[: self.latest] if demand.requested else matching[:1])
-            if not matching:
+            page = self.pages.get(project)
+            if not matching and not (page is not None and page.missing):  # a missing project fails its dependents
                 self.warnings.append(
                     f"{project}: no version matching {demand.specifier or 'any'!r} installs on {target}"
                     + (f" (required by {self._required_by[project]})" if self._required_by.get(project) else "")
@@ -274,6 +276,7 @@ class Closure:
         extras_of: dict[tuple[str, Target], set[str]] = defaultdict(set)
         for demand in demands:
             extras_of[(demand.project, demand.target)].update(demand.extras)
+        self._extras = extras_of
         found: set[Demand] = set()
         for release in releases:
             metadata = self._metadata.get((release.project, release.version))
@@ -291,6 +294,28 @@ class Closure:
                         self._required_by.setdefault(demand.project, f"{release.display_name} {release.version}")
                         found.add(demand)
         return found
+
+    def _missing_dependencies(self, release: Chosen) -> str:
+        """Why `release` cannot be installed: a dependency the index does not have ("" if none)."""
+        if release.metadata is None:
+            return ""
+        missing = []
+        for text in release.metadata.requires_dist:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            project = normalize(req.name)
+            page = self.pages.get(project)
+            if page is None or not page.missing:
+                continue
+            if any(self._demands_of(req, [t], frozenset(self._extras.get((release.project, t), ())), False)
+                   for t in release.targets):
+                missing.append(project)
+        if not missing:
+            return ""
+        names = ", ".join(repr(p) for p in sorted(set(missing)))
+        return f"requires {names}, not found upstream"
 
     def _check_requested(self, requirements: list[Requirement], chosen: dict[tuple[str, Version], Chosen]) -> None:
         have = {project for project, _ in chosen}

@@ -57,6 +57,8 @@ class IndexFile:
 class ProjectPage:
     project: str  # as requested (normalized)
     files: list[IndexFile] = field(default_factory=list)
+    # The index has no such project (only said of dependencies; a requested one is an error).
+    missing: bool = False
 
     def to_json(self) -> list[dict[str, Any]]:
         return [f.to_json() for f in self.files]
