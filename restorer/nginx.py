@@ -25,7 +25,14 @@ class NginxSite:
     admin_upstream: str | None = None  # where `reservoir serve` runs, for /admin/
 
 
-def render_nginx_config(site: NginxSite, *, standalone: bool = False, pid: Path | None = None, prefix: Path | None = None) -> str:
+def render_nginx_config(
+    site: NginxSite,
+    *,
+    standalone: bool = False,
+    pid: Path | None = None,
+    prefix: Path | None = None,
+    user: str | None = None,
+) -> str:
     """The `server` block (and, with `standalone`, a whole nginx.conf around it)."""
     pypi = site.trees_dir / "pypi" / "current"
     auth = (
@@ -47,11 +54,10 @@ map $http_accept $reservoir_accept_format {{
 }}
 map $arg_format $reservoir_format {{
     default $reservoir_accept_format;
-    "application/vnd.pypi.simple.v1+json" json;
-    "application/vnd.pypi.simple.latest+json" json;
-    "application/vnd.pypi.simple.v1+html" html;
-    "application/vnd.pypi.simple.latest+html" html;
-    "text/html" html;
+    # $arg_ is not URL-decoded: `+` may arrive as itself, as %2B or as a space.
+    "~*^application/vnd\\.pypi\\.simple\\.(v1|latest)(\\+|%2B|%20| )json$" json;
+    "~*^application/vnd\\.pypi\\.simple\\.(v1|latest)(\\+|%2B|%20| )html$" html;
+    "~*^text(/|%2F)html$" html;
 }}
 
 server {{
@@ -92,7 +98,8 @@ server {{
 """
     if not standalone:
         return server.lstrip("\n")
-    return f"""worker_processes auto;
+    user_line = f"user {user};\n" if user else ""
+    return f"""{user_line}worker_processes auto;
 pid {pid or (prefix or Path('/tmp')) / 'nginx.pid'};
 error_log {(prefix or Path('/tmp')) / 'error.log'} warn;
 events {{
