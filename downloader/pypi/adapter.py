@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from downloader.base import SelectedRelease, Selection, UpstreamFile
-from downloader.pypi.closure import Closure
+from downloader.pypi.closure import Closure, gather_all
 from downloader.pypi.fetch import Fetcher, NotFound, Unreachable, is_file_url, upstream_root_exists
 from downloader.pypi.files import SDIST, WHEEL, Distribution
 from downloader.pypi.index import ACCEPT, IndexFile, ProjectPage, parse_page
@@ -23,8 +23,6 @@ from downloader.pypi.metadata import CoreMetadata, parse_metadata, read_sdist_me
 from downloader.pypi.options import PyPIOptions
 from reservoir.blobs import BlobStore
 from reservoir.errors import IntegrityError, ReservoirError
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -65,15 +63,6 @@ class StoreOutcome:
     sha256: str
     error: str = ""
     aux_blobs: dict[str, str] = field(default_factory=dict)
-
-
-async def gather_all(jobs: Iterable[Awaitable[T]]) -> list[T]:
-    """Run `jobs` concurrently; after all ended, raise the first error if any."""
-    results = await asyncio.gather(*jobs, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results  # type: ignore[return-value]
 
 
 def project_what(project: str, required_by: str) -> str:

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -71,8 +72,21 @@ class ClosureResult:
     warnings: list[str]
 
 
+T = TypeVar("T")
 PagesFn = Callable[[list[str], dict[str, str]], Awaitable[dict[str, ProjectPage]]]
 MetadataFn = Callable[[str, str, IndexFile, Distribution], Awaitable[CoreMetadata | None]]
+
+
+async def gather_all(jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Run `jobs` concurrently; after all ended, raise the first error if any.
+
+    Unlike a bare gather, no job is left running (or its error unread) when one fails.
+    """
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 def parse_requirement(text: str, where: str = "") -> Requirement:
@@ -120,7 +134,7 @@ class Closure:
         for req in requirements:
             self._required_by.setdefault(normalize(req.name), "")
         while True:
-            await self._ensure_pages({d.project for d in demands})
+            await self._prefetch(demands)
             chosen = self._choose(demands)
             await self._ensure_metadata(chosen.values())
             grown = demands | self._dependencies(chosen.values(), demands)
@@ -143,13 +157,23 @@ class Closure:
                               requested))
         return out
 
-    async def _ensure_pages(self, projects: set[str]) -> None:
-        missing = sorted(projects - self.pages.keys())
-        if not missing:
-            return
-        self.pages.update(await self.fetch_pages(missing, self._required_by))
-        for project in missing:
-            self._candidates[project] = self._candidates_of(self.pages[project])
+    async def _prefetch(self, demands: set[Demand]) -> None:
+        """Per project, concurrently: its page, then the metadata of what it would choose.
+
+        Chaining the two per project, instead of all pages then all metadata,
+        saves a wait for the slowest page in every round.
+        """
+        by_project: dict[str, set[Demand]] = defaultdict(set)
+        for demand in demands:
+            by_project[demand.project].add(demand)
+        await gather_all(self._prefetch_project(project, group) for project, group in sorted(by_project.items()))
+
+    async def _prefetch_project(self, project: str, demands: set[Demand]) -> None:
+        if project not in self.pages:
+            page = (await self.fetch_pages([project], self._required_by))[project]
+            self.pages[project] = page
+            self._candidates[project] = self._candidates_of(page)
+        await self._ensure_metadata(self._choose(demands).values())
 
     def _candidates_of(self, page: ProjectPage) -> list[Candidate]:
         out = []
@@ -244,7 +268,7 @@ class Closure:
 
     async def _ensure_metadata(self, releases: Iterable[Chosen]) -> None:
         todo = [r for r in releases if (r.project, r.version) not in self._metadata]
-        await asyncio.gather(*(self._read_one(r) for r in todo))
+        await gather_all(self._read_one(r) for r in todo)
 
     def _metadata_file(self, release: Chosen) -> Candidate:
         """The file whose metadata stands for the release: a PEP 658 wheel, a wheel, else the sdist."""
