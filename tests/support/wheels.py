@@ -58,6 +58,17 @@ def _toml_list(values: tuple[str, ...] | list[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
+def _license_field(license_text: str) -> str:
+    """PEP 639's string where setuptools takes it (77+); the older table form before that."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    if Version(version("setuptools")) >= Version("77"):
+        return json.dumps(license_text)
+    return f"{{text = {json.dumps(license_text)}}}"
+
+
 def write_project(spec: ProjectSpec, root: Path) -> Path:
     """Write the source tree of `spec` under `root`; returns the project folder."""
     folder = root / f"{spec.module}-{spec.version}"
@@ -72,7 +83,7 @@ def write_project(spec: ProjectSpec, root: Path) -> Path:
         f"name = {json.dumps(spec.name)}",
         f"version = {json.dumps(spec.version)}",
         f"description = {json.dumps(spec.summary or f'{spec.name}: a Reservoir test fixture')}",
-        f"license = {{text = {json.dumps(spec.license)}}}",
+        f"license = {_license_field(spec.license)}",
         f"dependencies = {_toml_list(spec.dependencies)}",
     ]
     if spec.requires_python:
