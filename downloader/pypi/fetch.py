@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from reservoir.blobs import BlobStore
+from reservoir.blobs import BlobStore, BlobWriter
 from reservoir.errors import IntegrityError, ReservoirError
 
+T = TypeVar("T")
 CHUNK = 1 << 16
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -101,7 +104,7 @@ class Fetcher:
         assert self._slots is not None, "use Fetcher as an async context manager"
         return self._slots
 
-    async def _with_retries(self, what: str, url: str, attempt_once):  # type: ignore[no-untyped-def]
+    async def _with_retries(self, what: str, url: str, attempt_once: Callable[[], Awaitable[T]]) -> T:
         last = ""
         for attempt in range(self.policy.attempts):
             if attempt:
@@ -144,7 +147,7 @@ class Fetcher:
                 return PageResponse(200, body, resp.headers.get("Content-Type", "text/html"),
                                     resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
 
-        return await self._with_retries(what, url, once)  # type: ignore[no-any-return]
+        return await self._with_retries(what, url, once)
 
     async def get_bytes(self, what: str, url: str) -> bytes:
         return (await self.get_page(what, url)).body
@@ -163,7 +166,7 @@ class Fetcher:
             stored = await self._with_retries(what, url, lambda: self._download_once(what, url, blobs, sha256, size))
         self.downloaded_files += 1
         self.downloaded_bytes += stored.size
-        return stored  # type: ignore[no-any-return]
+        return stored
 
     async def _download_once(self, what: str, url: str, blobs: BlobStore, sha256: str | None,
                              size: int | None) -> StoredFile:
@@ -187,9 +190,9 @@ class _Retry(Exception):
     pass
 
 
-def _commit(what: str, writer) -> str:  # type: ignore[no-untyped-def]
+def _commit(what: str, writer: BlobWriter) -> str:
     try:
-        return writer.commit()  # type: ignore[no-any-return]
+        return writer.commit()
     except IntegrityError as exc:
         kind = "size" if exc.message.startswith("size") else "sha256"
         raise IntegrityError(f"{kind} mismatch for {what}", hint=f"{exc.message}; the file was discarded") from None
