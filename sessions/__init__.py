@@ -1,0 +1,1 @@
+"""GPU sessions: inventory (NVML), the fractional-GPU scheduler and its trace replay."""

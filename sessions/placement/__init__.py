@@ -1,0 +1,38 @@
+"""Placement policies, one per module, chosen by name (per resource group in the queue)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reservoir.errors import ReservoirError
+from sessions.placement.base import ClusterState, NodeSpec, Placement, Policy
+from sessions.placement.bestfit import BestFit
+from sessions.placement.dotprod import DotProd
+from sessions.placement.fgd import FGD, TaskMix
+from sessions.placement.gpuclustering import GpuClustering
+from sessions.placement.gpupacking import GpuPacking
+from sessions.placement.randomfit import RandomFit
+from sessions.placement.spread import Spread
+from sessions.resources import Request
+
+POLICY_NAMES = ("fgd", "bestfit", "spread", "random", "dotprod", "gpupacking", "gpuclustering")
+
+__all__ = ["POLICY_NAMES", "ClusterState", "NodeSpec", "Placement", "Policy", "make_policy"]
+
+
+def make_policy(name: str, *, seed: int | None = None, workload: list[Request] | None = None) -> Policy:
+    """A fresh policy; `workload` is the request mix FGD measures fragmentation against."""
+    rng = np.random.default_rng(seed)
+    if name == "fgd":
+        return FGD(TaskMix.from_tasks(workload or []), rng=rng)
+    simple = {
+        "bestfit": BestFit,
+        "spread": Spread,
+        "random": RandomFit,
+        "dotprod": DotProd,
+        "gpupacking": GpuPacking,
+        "gpuclustering": GpuClustering,
+    }
+    if name not in simple:
+        raise ReservoirError(f"unknown placement policy {name!r}", hint=f"choose one of {', '.join(POLICY_NAMES)}")
+    return simple[name](rng=rng)  # type: ignore[no-any-return]

@@ -1,0 +1,152 @@
+"""FGD: Fragmentation Gradient Descent (Weng et al., ATC '23).
+
+A node's fragmentation measured by a task class m is the free GPU milli
+that m cannot use there: all of the node's free GPU when m cannot run on it
+at all (CPU, memory, model or GPUs fall short, or m wants no GPU), else the
+free milli of the GPUs too small for m. The node's expected fragmentation
+weights that by how often each class occurs in the workload. FGD places a
+task where that expectation grows least, trying every GPU that fits.
+
+Only the chosen node's fragmentation changes after a placement, so the
+per-node, per-class terms are cached and refreshed for that node alone;
+candidate placements are scored from the one GPU they change.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sessions.placement.base import ClusterState, Placement, pick_lowest, place_on_node
+from sessions.resources import MILLI_PER_GPU, Request
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """Typical task classes and their popularity (summing to 1)."""
+
+    cpu: np.ndarray  # [C]
+    mem: np.ndarray
+    need: np.ndarray  # milli each GPU must have free (0 for CPU-only classes)
+    count: np.ndarray  # GPUs needed
+    models: tuple[tuple[str, ...], ...]
+    weight: np.ndarray
+
+    @classmethod
+    def from_tasks(cls, tasks: list[Request]) -> TaskMix:
+        classes = Counter(
+            (t.cpu_milli, 0, t.gpu_milli if t.is_sharing else (MILLI_PER_GPU if t.num_gpu else 0), t.num_gpu, t.gpu_models)
+            for t in tasks
+        )
+        if not classes:
+            classes = Counter({(0, 0, MILLI_PER_GPU, 1, ()): 1})
+        keys = list(classes)
+        total = sum(classes.values())
+        return cls(
+            cpu=np.array([k[0] for k in keys], dtype=np.int64),
+            mem=np.array([k[1] for k in keys], dtype=np.int64),
+            need=np.array([k[2] for k in keys], dtype=np.int64),
+            count=np.array([k[3] for k in keys], dtype=np.int64),
+            models=tuple(k[4] for k in keys),
+            weight=np.array([classes[k] / total for k in keys], dtype=np.float64),
+        )
+
+
+@dataclass
+class FragmentCache:
+    """Per node and class: GPUs that fit the class, milli on GPUs too small, node fragmentation."""
+
+    fits: np.ndarray  # [N, C] number of GPUs with free >= need
+    small: np.ndarray  # [N, C] free milli on GPUs with free < need
+    frag: np.ndarray  # [N] expected fragmentation
+    model_ok: np.ndarray  # [N, C]
+
+
+def _fits_and_small(free: np.ndarray, need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """free [..., G], need [C] -> ([..., C], [..., C])."""
+    f = free[..., :, None]
+    fits = (f >= need).sum(axis=-2)
+    small = np.where(f < need, f, 0).sum(axis=-2)
+    return fits, small
+
+
+def expected_frag(
+    mix: TaskMix, fits: np.ndarray, small: np.ndarray, total: np.ndarray, cpu: np.ndarray, mem: np.ndarray, model_ok: np.ndarray
+) -> np.ndarray:
+    """Expected fragmentation from per-class terms; leading axes broadcast, last axis is the class."""
+    total, cpu, mem = np.asarray(total), np.asarray(cpu), np.asarray(mem)
+    runs = (
+        (cpu[..., None] >= mix.cpu) & (mem[..., None] >= mix.mem) & (fits >= mix.count) & (mix.count > 0) & model_ok
+    )
+    per_class = np.where(runs, small, total[..., None])
+    return (per_class * mix.weight).sum(axis=-1)
+
+
+@dataclass
+class FGD:
+    mix: TaskMix
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    name: str = "fgd"
+    _cache: FragmentCache | None = field(default=None, init=False)
+
+    def _model_ok(self, state: ClusterState) -> np.ndarray:
+        return np.stack([state.model_mask(models) for models in self.mix.models], axis=1)
+
+    def _cache_for(self, state: ClusterState) -> FragmentCache:
+        if self._cache is None:
+            fits, small = _fits_and_small(state.free, self.mix.need)
+            model_ok = self._model_ok(state)
+            frag = expected_frag(self.mix, fits, small, state.free.sum(axis=1), state.cpu_free, state.mem_free, model_ok)
+            self._cache = FragmentCache(fits, small, frag, model_ok)
+        return self._cache
+
+    def choose(self, state: ClusterState, task: Request, feasible: np.ndarray) -> Placement | None:
+        nodes = np.flatnonzero(feasible)
+        if len(nodes) == 0:
+            return None
+        cache = self._cache_for(state)
+        if task.is_sharing:
+            return self._choose_share(state, task, nodes, cache)
+        cpu = state.cpu_free[nodes] - task.cpu_milli
+        mem = state.mem_free[nodes] - task.mem_mib
+        total = state.free[nodes].sum(axis=1) - task.total_gpu_milli
+        # Taking k whole GPUs lowers the count of fitting GPUs by k for every GPU class
+        # and leaves the milli on too-small GPUs as it was.
+        fits = cache.fits[nodes] - task.num_gpu
+        after = expected_frag(self.mix, fits, cache.small[nodes], total, cpu, mem, cache.model_ok[nodes])
+        best = pick_lowest(after - cache.frag[nodes], self.rng)
+        return place_on_node(state, task, int(nodes[best]))
+
+    def _choose_share(self, state: ClusterState, task: Request, nodes: np.ndarray, cache: FragmentCache) -> Placement:
+        sub = state.free[nodes]
+        node_idx, gpu_idx = np.nonzero(sub >= task.gpu_milli)
+        before = sub[node_idx, gpu_idx]
+        # GPUs of one node with the same free milli are interchangeable: score one of each.
+        _, first = np.unique(node_idx * (MILLI_PER_GPU + 1) + before, return_index=True)
+        node_idx, gpu_idx, before = node_idx[first], gpu_idx[first], before[first]
+        after_gpu = before - task.gpu_milli
+        need = self.mix.need
+        rows = nodes[node_idx]
+        fits = cache.fits[rows] - (before[:, None] >= need) + (after_gpu[:, None] >= need)
+        small = cache.small[rows] - np.where(before[:, None] < need, before[:, None], 0)
+        small = small + np.where(after_gpu[:, None] < need, after_gpu[:, None], 0)
+        total = state.free[rows].sum(axis=1) - task.gpu_milli
+        cpu = state.cpu_free[rows] - task.cpu_milli
+        mem = state.mem_free[rows] - task.mem_mib
+        after = expected_frag(self.mix, fits, small, total, cpu, mem, cache.model_ok[rows])
+        best = pick_lowest(after - cache.frag[rows], self.rng)
+        return Placement(int(rows[best]), (int(gpu_idx[best]),), task.gpu_milli)
+
+    def placed(self, state: ClusterState, task: Request, placement: Placement) -> None:
+        self.refresh(state, placement.node)
+
+    def refresh(self, state: ClusterState, node: int) -> None:
+        """Recompute the cached terms of one node after its free resources changed."""
+        cache = self._cache_for(state)
+        fits, small = _fits_and_small(state.free[node], self.mix.need)
+        cache.fits[node], cache.small[node] = fits, small
+        cache.frag[node] = expected_frag(
+            self.mix, fits, small, state.free[node].sum(), state.cpu_free[node], state.mem_free[node], cache.model_ok[node]
+        )
