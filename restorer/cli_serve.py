@@ -105,7 +105,9 @@ def serve_forever(
     app_context: AppContext, host: str, port: int, workers: int, watch_interval: float, access_log: Path | None
 ) -> None:
     sock = _listen(host, port)
-    if live_generation(app_context.home.trees_dir / "pypi") is None:
+    from restorer.importer import catch_up_publishing
+
+    if not catch_up_publishing(app_context) and live_generation(app_context.home.trees_dir / "pypi") is None:
         publish_site(app_context)
     app_context.close()  # no connection may cross a fork
     stopping = False

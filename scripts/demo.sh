@@ -23,7 +23,7 @@ run reservoir --home "$hub" init --role hub
 run reservoir --home "$hub" channel add pypi --kind pypi --package "$package"
 run reservoir --home "$hub" channel ls
 run reservoir --home "$hub" sync
-run reservoir --home "$hub" licenses report --format json --out "$demo/licenses.json" || true
+
 
 say "Export what the site lacks into a signed bundle on removable media"
 run reservoir --home "$hub" key export --out "$media/hub.pub"

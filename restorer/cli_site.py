@@ -1,0 +1,56 @@
+"""`reservoir trust add`, `reservoir import`, `reservoir watch`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from reservoir.context import AppContext, pass_app
+from reservoir.keys import add_trusted_key
+from restorer.importer import import_bundle
+from restorer.inbox import scan_inbox
+
+
+def register(cli: click.Group) -> None:
+    @cli.group()
+    def trust() -> None:
+        """Hub keys this site accepts bundles from."""
+
+    @trust.command("add")
+    @click.argument("key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+    @pass_app
+    def trust_add(app: AppContext, key_file: Path) -> None:
+        """Trust the hub public key in KEY_FILE (from `reservoir key export`)."""
+        app.home.require_role("site")
+        fingerprint = add_trusted_key(app.home.keys_dir, key_file.read_bytes(), str(key_file))
+        click.echo(f"trusting hub key {fingerprint[:16]}")
+
+    @cli.command("import")
+    @click.argument("bundle_dir", type=click.Path(path_type=Path, file_okay=False))
+    @pass_app
+    def import_(app: AppContext, bundle_dir: Path) -> None:
+        """Verify and import one bundle folder."""
+        click.echo(import_bundle(app, bundle_dir).describe())
+
+    @cli.command()
+    @click.argument("inbox", type=click.Path(path_type=Path, file_okay=False), required=False)
+    @click.option("--once", is_flag=True, help="One pass, then exit.")
+    @click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between passes.")
+    @pass_app
+    def watch(app: AppContext, inbox: Path | None, once: bool, interval: float) -> None:
+        """Import each bundle folder that lands in INBOX (default: the home's inbox/)."""
+        app.home.require_role("site")
+        folder = inbox or app.home.inbox_dir
+        while True:
+            results = scan_inbox(app, folder)
+            for result in results:
+                click.echo(str(result))
+            if once:
+                if not results:
+                    click.echo(f"no bundles in {folder}")
+                if any(r.status == "failed" for r in results):
+                    raise SystemExit(1)
+                return
+            time.sleep(interval)

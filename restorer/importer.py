@@ -1,0 +1,329 @@
+"""Import one bundle: verify everything, then change the site in one transaction.
+
+Order matters: signature and sequence are checked before a byte of payload
+is read; parts and blobs are verified while streaming into the
+content-addressed store (a blob is visible only once its hash matched, and
+storing verified blobs changes nothing a client sees); only then does one
+database transaction apply the catalog change, after which the trees are
+republished atomically. A kill at any point leaves the previous state
+served, and rerunning the import completes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from reservoir.blobs import BlobStore, DiskFull
+from reservoir.context import AppContext
+from reservoir.errors import ReservoirError
+from reservoir.keys import trusted_keys, verify_signature
+from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState
+from reservoir.progress import Progress
+from restorer.models import ImportedBundle, SiteGeneration
+from restorer.publish import publish_site
+from transferer.format import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TOC, BundleError, Manifest, Toc, parse_manifest, parse_toc
+from transferer.payload import BLOCK, BUFFER, PartReader, read_members
+
+log = logging.getLogger(__name__)
+# Room left on the site's filesystem beyond the payload itself (database, pages).
+SPACE_MARGIN = 16 << 20
+
+
+class BundleIncomplete(ReservoirError):
+    """Parts are missing or still being copied: wait for them."""
+
+
+class SequenceGap(ReservoirError):
+    """Earlier bundles have not been imported yet: wait for them."""
+
+
+class BundleReplay(ReservoirError):
+    """A bundle the site has already moved past."""
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    status: Literal["imported", "already"]
+    manifest: Manifest
+    new_blobs: int = 0
+
+    def describe(self) -> str:
+        m = self.manifest
+        if self.status == "already":
+            return f"{m.label} was already imported; nothing to do"
+        kind = "full" if m.full else f"on {m.base}"
+        return (
+            f"imported {m.label} ({kind}): {len(m.releases)} releases, {len(m.removed)} removed, "
+            f"{self.new_blobs} new files"
+        )
+
+
+def read_signed_manifest(folder: Path, app: AppContext) -> tuple[Manifest, bytes]:
+    """The manifest, once its signature checks out against a trusted hub key."""
+    path = folder / MANIFEST
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path}: manifest is implausibly large")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BundleIncomplete(f"{folder.name}: no {MANIFEST} yet") from None
+    try:
+        signature = (folder / SIGNATURE).read_bytes()
+    except FileNotFoundError:
+        raise BundleIncomplete(f"{folder.name}: no {SIGNATURE} yet") from None
+    keys = trusted_keys(app.home.keys_dir)
+    if not keys:
+        raise ReservoirError("this site trusts no hub key yet", hint="run `reservoir trust add HUB_KEY_FILE`")
+    verify_signature(keys, raw, signature, f"{folder.name}/{MANIFEST}")
+    return parse_manifest(raw), raw
+
+
+def read_toc(folder: Path, manifest: Manifest) -> Toc:
+    try:
+        raw = (folder / TOC).read_bytes()
+    except FileNotFoundError:
+        raise BundleIncomplete(f"{folder.name}: no {TOC} yet") from None
+    if len(raw) != manifest.toc_size or hashlib.sha256(raw).hexdigest() != manifest.toc_sha256:
+        raise BundleError(f"{folder.name}/{TOC} does not match the signed manifest")
+    return parse_toc(raw)
+
+
+def check_parts_present(folder: Path, toc: Toc) -> None:
+    present = 0
+    for part in toc.parts:
+        try:
+            size = (folder / part.name).stat().st_size
+        except FileNotFoundError:
+            continue
+        if size == part.size:
+            present += 1
+        elif size > part.size:
+            raise BundleError(f"part {part.name} is larger than the table of contents says")
+    if present < len(toc.parts):
+        raise BundleIncomplete(f"{folder.name}: waiting, {present} of {len(toc.parts)} parts present")
+
+
+def check_sequence(session: Session, manifest: Manifest, manifest_sha: str) -> bool:
+    """True when exactly this bundle was imported already; raises when it may not be imported now."""
+    done = session.scalars(
+        select(ImportedBundle).where(ImportedBundle.hub_id == manifest.hub_id, ImportedBundle.seq == manifest.seq)
+    ).first()
+    if done is not None:
+        if done.manifest_sha256 == manifest_sha:
+            return True
+        raise BundleReplay(f"{manifest.label} conflicts with the bundle {manifest.seq} this site imported before")
+    current = session.scalar(select(func.max(ImportedBundle.seq)).where(ImportedBundle.hub_id == manifest.hub_id)) or 0
+    if manifest.seq <= current:
+        raise BundleReplay(f"{manifest.label} is older than the site's sequence {current}: a replay, refused")
+    if not manifest.full and manifest.base != current:
+        missing = f"{current + 1}" if manifest.base == current + 1 else f"{current + 1}..{manifest.base}"
+        raise SequenceGap(
+            f"{manifest.label} builds on bundle {manifest.base} but the site is at {current}: missing bundles {missing}",
+            hint="import those first, or export a --full bundle on the hub",
+        )
+    return False
+
+
+def check_free_space(store: BlobStore, payload_size: int) -> None:
+    stats = os.statvfs(store.root)
+    free = stats.f_bavail * stats.f_frsize
+    if free < payload_size + SPACE_MARGIN:
+        raise DiskFull(
+            f"not enough space in {store.root}: the bundle needs {payload_size >> 20} MiB, {free >> 20} MiB free",
+            hint="free space on the site and import again",
+        )
+
+
+def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) -> int:
+    """Stream the payload into the store, verifying parts and blobs; returns how many were new."""
+    expected = {b.sha256: b.size for b in manifest.blobs}
+    seen: set[str] = set()
+    new = 0
+    with Progress(f"importing {manifest.label}", total=toc.payload_size, unit="B", unit_scale=True) as progress:
+        reader = PartReader(folder, toc, progress.update)
+        for sha256, size in read_members(reader):
+            if sha256 not in expected or sha256 in seen:
+                raise BundleError(f"payload carries blob {sha256} that the manifest does not list (or twice)")
+            if size != expected[sha256]:
+                raise BundleError(f"blob {sha256} has size {size}, the manifest says {expected[sha256]}")
+            seen.add(sha256)
+            if store.has(sha256):
+                _skip(reader, size)
+            else:
+                with store.writer(sha256, size) as writer:
+                    remaining = size
+                    while remaining:
+                        chunk = reader.read(min(BUFFER, remaining))
+                        if not chunk:
+                            raise BundleError(f"payload ends inside blob {sha256}")
+                        writer.write(chunk)
+                        remaining -= len(chunk)
+                    writer.commit()
+                new += 1
+            pad = (-size) % BLOCK
+            if pad and len(reader.read(pad)) != pad:
+                raise BundleError("payload ends inside tar padding")
+        reader.finish()
+    missing = [sha for sha in expected if sha not in seen and not store.has(sha)]
+    if missing:
+        raise BundleError(f"payload lacks {len(missing)} blobs the manifest lists (first: {missing[0]})")
+    return new
+
+
+def _skip(reader: PartReader, size: int) -> None:
+    remaining = size
+    while remaining:
+        chunk = reader.read(min(BUFFER, remaining))
+        if not chunk:
+            raise BundleError("payload ends inside a blob")
+        remaining -= len(chunk)
+
+
+def _generation(session: Session) -> SiteGeneration:
+    generation = session.get(SiteGeneration, 1)
+    if generation is None:
+        generation = SiteGeneration(id=1, catalog=0, published=0)
+        session.add(generation)
+        session.flush()
+    return generation
+
+
+def _upsert_channel(session: Session, raw: dict[str, Any]) -> Channel:
+    channel = session.scalars(select(Channel).where(Channel.name == raw["name"])).first()
+    if channel is None:
+        channel = Channel(name=raw["name"], kind=raw["kind"], upstream=str(raw.get("upstream", "")), options={})
+        session.add(channel)
+    channel.kind = raw["kind"]
+    channel.upstream = str(raw.get("upstream", ""))
+    channel.options = dict(raw.get("options") or {})
+    session.flush()
+    return channel
+
+
+def _gate(value: Any) -> Gate:
+    try:
+        return Gate(value)
+    except ValueError:
+        raise BundleError(f"unknown gate {str(value)[:40]!r} in the manifest") from None
+
+
+def apply_manifest(session: Session, manifest: Manifest) -> None:
+    channels = {raw["name"]: _upsert_channel(session, raw) for raw in manifest.channels}
+    if manifest.full:
+        # A full bundle re-bases: the site holds exactly what it carries.
+        ids = [c.id for c in channels.values()]
+        session.execute(delete(Release).where(Release.channel_id.in_(ids)))
+    for removed in manifest.removed:
+        channel = channels.get(removed["channel"])
+        if channel is not None:
+            session.execute(
+                delete(Release).where(
+                    Release.channel_id == channel.id, Release.name == removed["name"], Release.version == removed["version"]
+                )
+            )
+    for rec in manifest.releases:
+        channel = channels.get(rec["channel"])
+        if channel is None:
+            raise BundleError(f"release {rec['name']} {rec['version']} names channel {rec['channel']!r} the manifest lacks")
+        session.execute(
+            delete(Release).where(Release.channel_id == channel.id, Release.name == rec["name"], Release.version == rec["version"])
+        )
+        release = Release(
+            channel_id=channel.id,
+            name=rec["name"],
+            display_name=rec["display_name"],
+            version=rec["version"],
+            state=ReleaseState.ACTIVE,
+            gate=_gate(rec.get("gate", "allowed")),
+            gate_reason=rec.get("gate_reason", ""),
+            declared_license=rec.get("declared_license", ""),
+            meta=rec.get("meta") or {},
+        )
+        release.artifacts = [
+            Artifact(
+                filename=a["filename"],
+                url=str(a.get("url", "")),
+                sha256=a["sha256"],
+                size=a.get("size"),
+                state=ArtifactState.STORED,
+                meta=a.get("meta") or {},
+            )
+            for a in rec["artifacts"]
+        ]
+        session.add(release)
+    session.flush()
+
+
+def catch_up_publishing(app: AppContext) -> bool:
+    """Republish when the catalog changed after the last publish (e.g. a kill in between)."""
+    with app.db.session() as session:
+        generation = session.get(SiteGeneration, 1)
+        behind = generation is not None and generation.published < generation.catalog
+        target = generation.catalog if generation else 0
+    if not behind:
+        return False
+    publish_site(app)
+    with app.db.write_transaction() as session:
+        generation = _generation(session)
+        generation.published = max(generation.published, target)
+    return True
+
+
+def import_bundle(app: AppContext, folder: Path) -> ImportOutcome:
+    app.home.require_role("site")
+    if not folder.is_dir():
+        raise ReservoirError(f"{folder} is not a bundle folder")
+    catch_up_publishing(app)
+    manifest, raw = read_signed_manifest(folder, app)
+    manifest_sha = hashlib.sha256(raw).hexdigest()
+    with app.db.session() as session:
+        if check_sequence(session, manifest, manifest_sha):
+            return ImportOutcome("already", manifest)
+    toc = read_toc(folder, manifest)
+    check_parts_present(folder, toc)
+    check_free_space(app.blobs, toc.payload_size)
+    new_blobs = extract_blobs(folder, toc, manifest, app.blobs)
+    with app.db.write_transaction() as session:
+        if check_sequence(session, manifest, manifest_sha):
+            return ImportOutcome("already", manifest)
+        apply_manifest(session, manifest)
+        session.add(
+            ImportedBundle(
+                hub_id=manifest.hub_id,
+                seq=manifest.seq,
+                base=manifest.base,
+                full=manifest.full,
+                manifest_sha256=manifest_sha,
+                key_fingerprint=manifest.key_fingerprint,
+                releases=len(manifest.releases),
+                removed=len(manifest.removed),
+                blobs=len(manifest.blobs),
+            )
+        )
+        generation = _generation(session)
+        generation.catalog += 1
+    catch_up_publishing(app)
+    return ImportOutcome("imported", manifest, new_blobs)
+
+
+def move_bundle(folder: Path, dest_dir: Path) -> Path:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / folder.name
+    n = 1
+    while dest.exists():
+        dest = dest_dir / f"{folder.name}.{n}"
+        n += 1
+    try:
+        os.rename(folder, dest)
+    except OSError:
+        shutil.move(str(folder), str(dest))
+    return dest

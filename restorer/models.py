@@ -1,0 +1,38 @@
+"""The site's record of imported bundles and of what is published."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from reservoir.db import Base
+from reservoir.models import utcnow
+
+
+class ImportedBundle(Base):
+    __tablename__ = "imported_bundles"
+    __table_args__ = (UniqueConstraint("hub_id", "seq", name="uq_imported_bundles_hub_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hub_id: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    base: Mapped[int] = mapped_column(Integer)
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    key_fingerprint: Mapped[str] = mapped_column(String(64))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    releases: Mapped[int] = mapped_column(Integer, default=0)
+    removed: Mapped[int] = mapped_column(Integer, default=0)
+    blobs: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SiteGeneration(Base):
+    """Catalog changes vs publishes: a publisher that died after an import is caught up on the next start."""
+
+    __tablename__ = "site_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    catalog: Mapped[int] = mapped_column(Integer, default=0)
+    published: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,1 @@
+"""Bundles: what crosses the air gap, signed, incremental and chunked."""
