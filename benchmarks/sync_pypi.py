@@ -450,6 +450,22 @@ def print_table(rows: list[tuple[Measurement, Measurement]], timeout: float) -> 
           "    serial, fetches every project's JSON and re-hashes every stored file")
 
 
+def spread_text(m: Measurement, timeout: float) -> str:
+    """The median with the range of the runs, for the record in BENCHMARKS.md."""
+    text = seconds_text(m, timeout)
+    runs = [o.seconds for o in m.outcomes if o.ok]
+    return f"{text} ({min(runs):.2f}-{max(runs):.2f})" if m.median is not None and len(runs) > 1 else text
+
+
+def markdown_table(rows: list[tuple[Measurement, Measurement]], timeout: float) -> str:
+    lines = ["| scenario | reservoir, median (range) | bandersnatch, median (range) | speed-up | "
+             "reservoir fetched | bandersnatch fetched |", "|---|---|---|---|---|---|"]
+    lines += [f"| {peer.scenario} | {spread_text(ours, timeout)} | {spread_text(peer, timeout)} | "
+              f"{ratio_text(ours, peer, timeout)} | {fetched_text(ours)} | {fetched_text(peer)} |"
+              for ours, peer in rows]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -530,6 +546,8 @@ def measure_all(args: argparse.Namespace, work: Path) -> None:
                                  args, work)
 
     print_table(rows, args.timeout)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(rows, args.timeout))
     if args.json:
         Path(args.json).write_text(json.dumps(
             [{"scenario": o.scenario, "reservoir_s": o.median, "bandersnatch_s": p.median,
@@ -548,6 +566,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--roots", nargs="+", default=list(ROOT_PROJECTS), help="root projects of the closure")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="delay every upstream response by this much, to stand in for a remote index")
+    parser.add_argument("--markdown", help="also write the table, with each median's range, as markdown here")
     parser.add_argument("--json", help="also write the raw measurements to this file")
     return parser.parse_args(argv)
 
