@@ -1,0 +1,1 @@
+"""License and security vetting: declared and detected licenses, policy, reviews, reports, advisories."""

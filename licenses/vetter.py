@@ -1,0 +1,124 @@
+"""The `reservoir.vetters` entry point for licenses: verdict, policy, gate.
+
+The hub's sync calls `vet(app, release_ids)` on releases it just fetched;
+`revet` re-evaluates releases already in the store (after a policy change).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from licenses.files import LicenseFile, license_files, write_for_scan
+from licenses.policy import Decision, Policy, load_policy
+from licenses.scan import ScanWorker, scan_files, scancode_version, worker_from_env
+from licenses.verdict import Verdict, build_verdict, declaration, detected_expression, needs_scan
+from reservoir.blobs import BlobStore
+from reservoir.context import AppContext
+from reservoir.models import Artifact, ArtifactState, Gate, Release
+from reservoir.progress import Progress
+
+log = logging.getLogger(__name__)
+
+GATE_OF_DECISION = {Decision.ALLOW: Gate.ALLOWED, Decision.REVIEW: Gate.HELD, Decision.DENY: Gate.DENIED}
+
+
+@dataclass
+class Vetting:
+    """One vetting pass: the blob store, the policy and a scancode worker started only if needed."""
+
+    blobs: BlobStore
+    policy: Policy
+    scratch: Path
+    worker: ScanWorker = field(default_factory=worker_from_env)
+    _version: str = field(default="", init=False)
+
+    @property
+    def scanner_version(self) -> str:
+        if not self._version:
+            self._version = scancode_version()
+        return self._version
+
+    def release_files(self, release: Release) -> list[LicenseFile]:
+        found: list[LicenseFile] = []
+        for artifact in release.artifacts:
+            if artifact.state is not ArtifactState.STORED or not self.blobs.has(artifact.sha256):
+                continue  # only files whose upstream hash was verified are vetted
+            with self.blobs.open(artifact.sha256) as stream:
+                found.extend(license_files(artifact.filename, stream))
+        return found
+
+    def verdict(self, session: Session, release: Release) -> Verdict:
+        files = self.release_files(release)
+        declared = declaration(release.meta or {}, files)
+        to_scan = needs_scan(declared, files)
+        results: dict[str, dict[str, Any]] = {}
+        if to_scan:
+            with tempfile.TemporaryDirectory(dir=self.scratch, prefix="license-scan-") as tmp:
+                paths = write_for_scan(to_scan, Path(tmp))
+                results = scan_files(session, self.worker, paths, self.scanner_version)
+        detected, evidence = detected_expression(to_scan, results)
+        return build_verdict(declared, detected, evidence)
+
+
+def apply_verdict(release: Release, verdict: Verdict, policy: Policy) -> None:
+    """Write the verdict into meta["vetting"] and set the gate (an admin's decision and a quarantine stand)."""
+    vetting = dict((release.meta or {}).get("vetting") or {})
+    vetting.update(verdict.as_meta())
+    outcome = policy.decide(release.name, release.version, verdict.concluded, verdict.category)
+    vetting["policy"] = {"decision": outcome.decision.value, "reason": outcome.reason}
+    decisions = vetting.setdefault("decisions", [])
+    vetting.setdefault("advisories", [])
+    # A new dict, so SQLAlchemy sees the JSON column change.
+    release.meta = {**(release.meta or {}), "vetting": vetting}
+    if release.gate is Gate.QUARANTINED:
+        return
+    if decisions:
+        last = decisions[-1]
+        release.gate = Gate.ALLOWED if last["decision"] == "approve" else Gate.DENIED
+        release.gate_reason = f"{last['decision']}d by {last['who']}: {last['reason']}"
+        return
+    release.gate = GATE_OF_DECISION[outcome.decision]
+    release.gate_reason = f"license {outcome.reason}"
+
+
+def vet(app: AppContext, release_ids: list[int]) -> None:
+    """Vet the licenses of the given releases (the `reservoir.vetters` entry point)."""
+    if not release_ids:
+        return
+    vetting = Vetting(app.blobs, load_policy(app.home.section("licenses")), app.home.tmp_dir)
+    app.home.tmp_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with Progress("vetting licenses", total=len(release_ids), unit="release") as progress:
+            for start in range(0, len(release_ids), 50):
+                # Small transactions: a long vetting run does not hold the database.
+                with app.db.transaction() as session:
+                    for release in load_releases(session, release_ids[start:start + 50]):
+                        apply_verdict(release, vetting.verdict(session, release), vetting.policy)
+                        progress.update()
+    finally:
+        vetting.worker.stop()
+    log.info("vetted %d releases (%d files scanned)", len(release_ids), vetting.worker.scanned)
+
+
+def load_releases(session: Session, ids: list[int]) -> list[Release]:
+    query = select(Release).where(Release.id.in_(ids)).options(selectinload(Release.artifacts)).order_by(Release.id)
+    return list(session.scalars(query))
+
+
+def revet_all(app: AppContext) -> int:
+    """Re-vet every release in the store (after the policy changed); returns how many."""
+    with app.db.transaction() as session:
+        ids = list(session.scalars(select(Release.id).order_by(Release.id)))
+    vet(app, ids)
+    return len(ids)
+
+
+def stored_artifacts(release: Release) -> list[Artifact]:
+    return [a for a in release.artifacts if a.state is ArtifactState.STORED]
