@@ -92,19 +92,25 @@ def vet(app: AppContext, release_ids: list[int]) -> None:
     """Vet the licenses of the given releases (the `reservoir.vetters` entry point)."""
     if not release_ids:
         return
-    vetting = Vetting(app.blobs, load_policy(app.home.section("licenses")), app.home.tmp_dir)
-    app.home.tmp_dir.mkdir(parents=True, exist_ok=True)
+    worker = worker_from_env()
     try:
-        with Progress("vetting licenses", total=len(release_ids), unit="release") as progress:
-            for start in range(0, len(release_ids), 50):
-                # Small transactions: a long vetting run does not hold the database.
-                with app.db.transaction() as session:
-                    for release in load_releases(session, release_ids[start:start + 50]):
-                        apply_verdict(release, vetting.verdict(session, release), vetting.policy)
-                        progress.update()
+        vet_releases(app, release_ids, worker)
     finally:
-        vetting.worker.stop()
-    log.info("vetted %d releases (%d files scanned)", len(release_ids), vetting.worker.scanned)
+        worker.stop()
+
+
+def vet_releases(app: AppContext, release_ids: list[int], worker: ScanWorker) -> None:
+    """Vet with a given scancode worker (a caller vetting often keeps one worker alive)."""
+    vetting = Vetting(app.blobs, load_policy(app.home.section("licenses")), app.home.tmp_dir, worker)
+    app.home.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with Progress("vetting licenses", total=len(release_ids), unit="release") as progress:
+        for start in range(0, len(release_ids), 50):
+            # Small transactions: a long vetting run does not hold the database.
+            with app.db.transaction() as session:
+                for release in load_releases(session, release_ids[start:start + 50]):
+                    apply_verdict(release, vetting.verdict(session, release), vetting.policy)
+                    progress.update()
+    log.info("vetted %d releases (%d files scanned)", len(release_ids), worker.scanned)
 
 
 def load_releases(session: Session, ids: list[int]) -> list[Release]:
