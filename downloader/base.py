@@ -2,12 +2,12 @@
 
 An adapter turns a channel's options and its upstream into a `Selection`:
 the releases to mirror, each with the files to store. The hub diffs that
-against what it holds (`diff_selection`) and fetches only the new files.
+against the releases its catalog holds and fetches only the new files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,18 +62,3 @@ class Selection:
     def snapshot(self) -> dict[str, list[str]]:
         """The Snapshot.selection form: {"name==version": [sha256, ...]}."""
         return {key: sorted(f.sha256 for f in rel.files) for key, rel in sorted(self.releases.items())}
-
-
-@dataclass(frozen=True)
-class Delta:
-    """How a new selection differs from the releases a channel holds."""
-
-    added: list[str]
-    removed: list[str]
-    kept: list[str]
-
-
-def diff_selection(held: Iterable[str], selected: Iterable[str]) -> Delta:
-    """Compare release keys ("name==version") held before with those selected now."""
-    before, now = set(held), set(selected)
-    return Delta(added=sorted(now - before), removed=sorted(before - now), kept=sorted(before & now))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import io
 import tarfile
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -123,7 +122,3 @@ def read_sdist_metadata(path: Path, filename: str, what: str) -> bytes | None:
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
         raise BadMetadata(f"{what}: not a readable sdist ({exc})") from None
     return None
-
-
-def metadata_from_bytes(data: bytes) -> io.BytesIO:
-    return io.BytesIO(data)
