@@ -83,7 +83,7 @@ def parse_cpu(value: str) -> int:
 
 
 def parse_mem(value: str) -> int:
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgtKMGT]?)(i?[bB])?\s*", value)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgtKMGT]?)(i?[bB]?)\s*", value)
     if not match:
         raise ReservoirError(f"resource mem={value!r} is not a size", hint="write e.g. mem=8g or mem=512m")
     number = Decimal(match.group(1)) * Decimal(_MEM_UNITS[match.group(2).lower()])

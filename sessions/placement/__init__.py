@@ -15,7 +15,7 @@ from sessions.placement.randomfit import RandomFit
 from sessions.placement.spread import Spread
 from sessions.resources import Request
 
-POLICY_NAMES = ("fgd", "bestfit", "spread", "random", "dotprod", "gpupacking", "gpuclustering")
+POLICY_NAMES = ("fgd-bf", "fgd", "bestfit", "spread", "random", "dotprod", "gpupacking", "gpuclustering")
 
 __all__ = ["POLICY_NAMES", "ClusterState", "NodeSpec", "Placement", "Policy", "make_policy"]
 
@@ -23,8 +23,10 @@ __all__ = ["POLICY_NAMES", "ClusterState", "NodeSpec", "Placement", "Policy", "m
 def make_policy(name: str, *, seed: int | None = None, workload: list[Request] | None = None) -> Policy:
     """A fresh policy; `workload` is the request mix FGD measures fragmentation against."""
     rng = np.random.default_rng(seed)
-    if name == "fgd":
-        return FGD(TaskMix.from_tasks(workload or []), rng=rng)
+    if name in ("fgd", "fgd-bf"):
+        # "fgd" scores as the published simulator does (integer scores, ties at random);
+        # "fgd-bf" breaks those ties by BestFit's leftover instead of by chance.
+        return FGD(TaskMix.from_tasks(workload or []), rng=rng, name=name, quantized=True, tie_break=1 if name == "fgd-bf" else 0)
     simple = {
         "bestfit": BestFit,
         "spread": Spread,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sessions.placement.base import ClusterState, Placement, pick_lowest, place_on_node
+from sessions.placement.bestfit import leftover_score
 from sessions.resources import MILLI_PER_GPU, Request
 
 
@@ -35,22 +36,30 @@ class TaskMix:
     weight: np.ndarray
 
     @classmethod
-    def from_tasks(cls, tasks: list[Request]) -> TaskMix:
+    def from_tasks(cls, tasks: list[Request], coverage: float = 1.0, step: int = 10) -> TaskMix:
+        """The most popular classes, `step` at a time, until they cover `coverage` of the tasks."""
         classes = Counter(
             (t.cpu_milli, 0, t.gpu_milli if t.is_sharing else (MILLI_PER_GPU if t.num_gpu else 0), t.num_gpu, t.gpu_models)
             for t in tasks
         )
         if not classes:
             classes = Counter({(0, 0, MILLI_PER_GPU, 1, ()): 1})
-        keys = list(classes)
+        ranked = classes.most_common()
         total = sum(classes.values())
+        kept = 0
+        covered = 0
+        while covered < coverage * total and kept < len(ranked):
+            kept = min(kept + step, len(ranked))
+            covered = sum(count for _, count in ranked[:kept])
+        chosen = ranked[:kept]
+        keys = [k for k, _ in chosen]
         return cls(
             cpu=np.array([k[0] for k in keys], dtype=np.int64),
             mem=np.array([k[1] for k in keys], dtype=np.int64),
             need=np.array([k[2] for k in keys], dtype=np.int64),
             count=np.array([k[3] for k in keys], dtype=np.int64),
             models=tuple(k[4] for k in keys),
-            weight=np.array([classes[k] / total for k in keys], dtype=np.float64),
+            weight=np.array([c / covered for _, c in chosen], dtype=np.float64),
         )
 
 
@@ -89,6 +98,11 @@ class FGD:
     mix: TaskMix
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     name: str = "fgd"
+    # Score like the published simulator: int(100 * sigmoid(-delta / 1000)), ties at random.
+    quantized: bool = False
+    # Among placements of equal (quantized) score, prefer the node BestFit would ("fgd+"): 0 = off,
+    # 1 = least left over, -1 = most left over.
+    tie_break: int = 0
     _cache: FragmentCache | None = field(default=None, init=False)
 
     def _model_ok(self, state: ClusterState) -> np.ndarray:
@@ -116,7 +130,7 @@ class FGD:
         # and leaves the milli on too-small GPUs as it was.
         fits = cache.fits[nodes] - task.num_gpu
         after = expected_frag(self.mix, fits, cache.small[nodes], total, cpu, mem, cache.model_ok[nodes])
-        best = pick_lowest(after - cache.frag[nodes], self.rng)
+        best = pick_lowest(self._score(after - cache.frag[nodes], state, task, nodes), self.rng)
         return place_on_node(state, task, int(nodes[best]))
 
     def _choose_share(self, state: ClusterState, task: Request, nodes: np.ndarray, cache: FragmentCache) -> Placement:
@@ -136,8 +150,17 @@ class FGD:
         cpu = state.cpu_free[rows] - task.cpu_milli
         mem = state.mem_free[rows] - task.mem_mib
         after = expected_frag(self.mix, fits, small, total, cpu, mem, cache.model_ok[rows])
-        best = pick_lowest(after - cache.frag[rows], self.rng)
+        best = pick_lowest(self._score(after - cache.frag[rows], state, task, rows), self.rng)
         return Placement(int(rows[best]), (int(gpu_idx[best]),), task.gpu_milli)
+
+    def _score(self, delta: np.ndarray, state: ClusterState, task: Request, rows: np.ndarray) -> np.ndarray:
+        if not self.quantized:
+            return delta
+        score = -np.floor(100.0 / (1.0 + np.exp(np.clip(delta, -50_000, 50_000) / 1000.0)))
+        if self.tie_break:
+            # leftover_score lies in [0, 1): it orders placements only within one integer score.
+            score = score + self.tie_break * 0.5 * leftover_score(state, task)[rows]
+        return score
 
     def placed(self, state: ClusterState, task: Request, placement: Placement) -> None:
         self.refresh(state, placement.node)
