@@ -18,9 +18,11 @@ from pathlib import Path
 
 import click
 from aiohttp import web
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ConfigError
+from reservoir.schedule import JobSpec, install_jobs, make_scheduler
 from restorer.auth import AccountStore, auth_mode
 from restorer.nginx import NginxSite, render_nginx_config
 from restorer.publish import publish_site
@@ -28,6 +30,7 @@ from restorer.publish.tree import live_generation
 from restorer.server import build_app, site_state
 
 log = logging.getLogger(__name__)
+WATCH_JOB = "site-inbox-watch"
 # Common log format plus the negotiated-for header, which operators debug most.
 ACCESS_LOG_FORMAT = '%a %t "%r" %s %b "%{Accept}i" "%{User-Agent}i"'
 
@@ -75,16 +78,16 @@ def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path |
     asyncio.run(main())
 
 
-def _watch_inbox_once(app_context: AppContext) -> None:
-    try:
-        from restorer.inbox import scan_inbox
-    except ImportError:
-        return
-    try:
-        for result in scan_inbox(app_context, app_context.home.inbox_dir):
-            log.warning("inbox: %s", result)
-    except Exception as exc:  # noqa: BLE001 - the server keeps serving whatever the inbox holds
-        log.error("inbox: %s", exc)
+def _start_watcher(app_context: AppContext, interval: float) -> BackgroundScheduler | None:
+    """The inbox watcher as an APScheduler job stored in the site's database."""
+    if interval <= 0:
+        return None
+    scheduler = make_scheduler(BackgroundScheduler, app_context.home.db_url)
+    scheduler.start(paused=True)
+    spec = JobSpec(WATCH_JOB, "restorer.inbox:scheduled_scan", f"@every {max(1, int(interval))}s", (str(app_context.home.root),))
+    install_jobs(scheduler, [spec], {WATCH_JOB})
+    scheduler.resume()
+    return scheduler
 
 
 def _fork_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None) -> int:
@@ -119,8 +122,8 @@ def serve_forever(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     children = {_fork_worker(app_context, sock, access_log) for _ in range(workers)}
+    watcher = _start_watcher(app_context, watch_interval)
     click.echo(f"serving {app_context.home.root} on http://{host}:{sock.getsockname()[1]}/ with {workers} workers", err=True)
-    next_scan = time.monotonic()
     try:
         while not stopping:
             pid, _status = os.waitpid(-1, os.WNOHANG)
@@ -129,12 +132,10 @@ def serve_forever(
                 if not stopping:
                     log.error("worker %d exited; starting another", pid)
                     children.add(_fork_worker(app_context, sock, access_log))
-            if watch_interval > 0 and time.monotonic() >= next_scan:
-                _watch_inbox_once(app_context)
-                app_context.close()
-                next_scan = time.monotonic() + watch_interval
             time.sleep(0.2)
     finally:
+        if watcher is not None:
+            watcher.shutdown(wait=True)
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -197,14 +197,18 @@ def _generation(session: Session) -> SiteGeneration:
     return generation
 
 
-def _upsert_channel(session: Session, raw: dict[str, Any]) -> Channel:
+SOURCE_HUB = "source_hub"
+
+
+def _upsert_channel(session: Session, raw: dict[str, Any], hub_id: str) -> Channel:
     channel = session.scalars(select(Channel).where(Channel.name == raw["name"])).first()
     if channel is None:
         channel = Channel(name=raw["name"], kind=raw["kind"], upstream=str(raw.get("upstream", "")), options={})
         session.add(channel)
     channel.kind = raw["kind"]
     channel.upstream = str(raw.get("upstream", ""))
-    channel.options = dict(raw.get("options") or {})
+    # Remember which hub feeds the channel, so a full bundle replaces exactly that hub's catalog.
+    channel.options = {**dict(raw.get("options") or {}), SOURCE_HUB: hub_id}
     session.flush()
     return channel
 
@@ -217,10 +221,11 @@ def _gate(value: Any) -> Gate:
 
 
 def apply_manifest(session: Session, manifest: Manifest) -> None:
-    channels = {raw["name"]: _upsert_channel(session, raw) for raw in manifest.channels}
+    channels = {raw["name"]: _upsert_channel(session, raw, manifest.hub_id) for raw in manifest.channels}
     if manifest.full:
-        # A full bundle re-bases: the site holds exactly what it carries.
-        ids = [c.id for c in channels.values()]
+        # A full bundle re-bases: the site holds exactly what it carries from that hub,
+        # including nothing from channels the hub no longer has.
+        ids = [c.id for c in session.scalars(select(Channel)) if (c.options or {}).get(SOURCE_HUB) == manifest.hub_id]
         session.execute(delete(Release).where(Release.channel_id.in_(ids)))
     for removed in manifest.removed:
         channel = channels.get(removed["channel"])

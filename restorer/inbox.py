@@ -66,6 +66,21 @@ def _order(app: AppContext, folders: list[Path]) -> list[Path]:
     return sorted(folders, key=key)
 
 
+def scheduled_scan(home_root: str) -> None:
+    """The serve daemon's watcher job (APScheduler names it by this module path)."""
+    from reservoir.schedule import job_lock
+
+    app = AppContext(home_root=Path(home_root))
+    try:
+        with job_lock(app.home.tmp_dir, "inbox-scan"):
+            for result in scan_inbox(app, app.home.inbox_dir):
+                log.warning("inbox: %s", result)
+    except ReservoirError as exc:
+        log.error("inbox: %s", exc)
+    finally:
+        app.close()
+
+
 def scan_inbox(app: AppContext, inbox: Path, *, settle_s: float = SETTLE_S) -> list[InboxResult]:
     """One pass over the inbox; returns what happened to each bundle folder."""
     results = []

@@ -81,3 +81,28 @@ def test_fifty_clients_during_import_and_publish(tmp_path: Path, site_wheels: di
     assert tally["bad_hash"] == 0 and tally["errors"] == 0
     assert tally["requests"] > 200, tally
     pair.close()
+
+
+def test_serve_imports_what_lands_in_its_inbox(tmp_path: Path, site_wheels: dict[str, Path]) -> None:
+    import shutil
+    import time
+    import urllib.request
+
+    pair = make_pair(tmp_path)
+    add_to_hub(pair.hub, wheel_named(site_wheels, "gamma"))
+    bundle = export_bundle(pair.hub, pair.media).path
+    assert bundle is not None
+    with run_server(pair.site.home.root, "--watch-interval", "1") as server:
+        shutil.copytree(bundle, pair.site.home.inbox_dir / bundle.name)
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{server.url}/pypi/simple/gamma/") as response:
+                    status = response.status
+                    break
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200
+        assert (pair.site.home.inbox_dir / "done" / bundle.name).is_dir()
+    pair.close()
