@@ -128,6 +128,7 @@ def submit_command(app: AppContext, user: str, resources: tuple[str, ...], prior
     """Queue a request; it is placed at once when it fits."""
     from sessions.queue import submit
 
+    refresh_inventory(app, probe=False)  # declared nodes may have changed in reservoir.toml
     ticket = submit(app.db, user, parse_request(resources), config=scheduler_config(app), priority=priority, group=group, label=label)
     _print_ticket(ticket)
 
