@@ -128,3 +128,17 @@ def revet_all(app: AppContext) -> int:
 
 def stored_artifacts(release: Release) -> list[Artifact]:
     return [a for a in release.artifacts if a.state is ArtifactState.STORED]
+
+
+def license_gate(release: Release) -> tuple[Gate, str]:
+    """The gate licenses alone give (used when a quarantine is lifted): an admin's decision, else the policy's."""
+    vetting = (release.meta or {}).get("vetting") or {}
+    decisions = vetting.get("decisions") or []
+    if decisions:
+        last = decisions[-1]
+        gate = Gate.ALLOWED if last["decision"] == "approve" else Gate.DENIED
+        return gate, f"{last['decision']}d by {last['who']}: {last['reason']}"
+    policy = vetting.get("policy")
+    if not policy:
+        return Gate.HELD, "license not vetted yet"
+    return GATE_OF_DECISION[Decision(policy["decision"])], f"license {policy['reason']}"

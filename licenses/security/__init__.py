@@ -1,0 +1,1 @@
+"""Security advisories (OSV): import, per-ecosystem version order, quarantine."""
