@@ -317,3 +317,47 @@ def test_report_renders_from_the_catalog_alone(vetted_hub: AppContext) -> None:
         page = render_html(session)
         session.rollback()
     assert "AGPL-3.0-only" in page
+
+
+def bundled(app: AppContext, out: Path) -> dict[str, dict[str, object]]:
+    """The releases the next bundle carries, read back from its manifest."""
+    from reservoir.keys import create_signing_key
+    from transferer.export import export_bundle
+    from transferer.format import MANIFEST, parse_manifest
+
+    if not any(app.home.keys_dir.iterdir()):
+        create_signing_key(app.home.keys_dir)
+    result = export_bundle(app, out)
+    if result.path is None:
+        return {}
+    manifest = parse_manifest((result.path / MANIFEST).read_bytes())
+    return {r["name"]: r for r in manifest.releases}
+
+
+def test_denied_never_bundled_and_reviewed_appears_after_approval(
+    tmp_path: Path, licensed_wheels: dict[str, Path], scan_worker: ScanWorker
+) -> None:
+    wanted = {k: v for k, v in licensed_wheels.items() if k in ("lic-mit", "lic-gpl", "lic-eula")}
+    app = make_hub(tmp_path / "hub", wanted)
+    vet_releases(app, release_ids(app), scan_worker)
+    first = bundled(app, tmp_path / "out")
+    assert set(first) == {"lic-mit"}  # gpl held, eula denied
+    home = str(app.home_root)
+    approve = CliRunner().invoke(cli, ["--home", home, "licenses", "review", "lic-gpl", "1.0", "--approve",
+                                       "--reason", "ok for internal use", "--by", "legal"])
+    assert approve.exit_code == 0, approve.output
+    second = bundled(app, tmp_path / "out")
+    assert set(second) == {"lic-gpl"}
+    # The decision travels in the manifest, to the site.
+    meta = second["lic-gpl"]["meta"]
+    assert isinstance(meta, dict)
+    assert meta["vetting"]["decisions"][0]["who"] == "legal" and meta["vetting"]["concluded"] == "GPL-3.0-only"
+    # The denied release never leaves, not even in a full bundle.
+    from transferer.export import export_bundle
+    from transferer.format import MANIFEST, parse_manifest
+
+    full = export_bundle(app, tmp_path / "full", full=True)
+    assert full.path is not None
+    names = {r["name"] for r in parse_manifest((full.path / MANIFEST).read_bytes()).releases}
+    assert names == {"lic-mit", "lic-gpl"}
+    app.close()
