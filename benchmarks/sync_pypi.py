@@ -50,6 +50,8 @@ from _upstream import Counters, RunningUpstream, UpstreamIndex, scan_folder, ser
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / ".bench"
 RESERVOIR = REPO / ".venv" / "bin" / "reservoir"
+RESERVOIR_PYTHON = REPO / ".venv" / "bin" / "python"
+MIRROR_ONLY = REPO / "benchmarks" / "_reservoir_mirror_only.py"
 BANDERSNATCH_VENV = BENCH / "bandersnatch-venv"
 BANDERSNATCH_REQUIREMENT = "bandersnatch>=6.5,<7"
 
@@ -266,7 +268,7 @@ def bandersnatch_mirror(exe: Path, workers: int) -> Mirror:
     return Mirror(name="bandersnatch", prepare=prepare, command=command, stored_files=stored, recheck_command=recheck)
 
 
-def reservoir_mirror() -> Mirror:
+def reservoir_mirror(with_vetting: bool) -> Mirror:
     def prepare(target: Path, upstream: RunningUpstream, projects: list[str]) -> None:
         home = target / "home"
         log = target / "setup.log"
@@ -280,7 +282,9 @@ def reservoir_mirror() -> Mirror:
                 sys.exit(f"error: {' '.join(map(str, cmd[3:5]))} failed: {log.read_text()[-2000:]}")
 
     def command(target: Path) -> list[str]:
-        return [str(RESERVOIR), "--home", str(target / "home"), "sync", "bench"]
+        if with_vetting:
+            return [str(RESERVOIR), "--home", str(target / "home"), "sync", "bench"]
+        return [str(RESERVOIR_PYTHON), str(MIRROR_ONLY), "--home", str(target / "home"), "sync", "bench"]
 
     def stored(target: Path) -> int:
         return int(query_home(target, "SELECT count(*) FROM artifacts WHERE state = 'stored'")[0][0])
@@ -363,38 +367,29 @@ def expect_complete(mirror: Mirror, target: Path, index: UpstreamIndex, pins: li
         outcome.note = f"stored {stored} of {expected} files"
 
 
-def measure_initial(mirror: Mirror, upstream: RunningUpstream, index: UpstreamIndex, projects: list[str],
-                    pins: list[tuple[str, str]] | None, work: Path, runs: int, timeout: float
-                    ) -> tuple[Measurement, Path | None]:
-    """`runs` syncs into empty targets; returns the last target for the re-sync."""
-    measurement = Measurement("initial sync", mirror.name)
-    target: Path | None = None
-    for i in range(runs):
-        target = fresh_dir(work / f"{mirror.name}-initial")
-        mirror.prepare(target, upstream, projects)
-        outcome = timed(mirror.command(target), upstream, work / "logs" / f"{mirror.name}-initial-{i}.log", timeout)
-        expect_complete(mirror, target, index, pins, outcome)
-        measurement.outcomes.append(outcome)
-        print(f"  {mirror.name:12} initial sync run {i + 1}: {describe(outcome)}", flush=True)
-        if not outcome.ok:
-            break
-    return measurement, target
+def initial_run(mirror: Mirror, upstream: RunningUpstream, index: UpstreamIndex, projects: list[str],
+                pins: list[tuple[str, str]] | None, work: Path, run: int, timeout: float) -> tuple[Outcome, Path]:
+    """One sync into an empty target; the target stays for the re-syncs."""
+    target = fresh_dir(work / f"{mirror.name}-initial")
+    mirror.prepare(target, upstream, projects)
+    outcome = timed(mirror.command(target), upstream, work / "logs" / f"{mirror.name}-initial-{run}.log", timeout)
+    expect_complete(mirror, target, index, pins, outcome)
+    return outcome, target
 
 
-def measure_resync(mirror: Mirror, upstream: RunningUpstream, target: Path, scenario: str, runs: int,
-                   timeout: float, work: Path, recheck: bool = False) -> Measurement:
-    measurement = Measurement(scenario, mirror.name)
+def resync_run(mirror: Mirror, upstream: RunningUpstream, target: Path, scenario: str, run: int, timeout: float,
+               work: Path, recheck: bool) -> Outcome:
     command = mirror.recheck_command if recheck and mirror.recheck_command else mirror.command
-    slug = scenario.replace(" ", "-").replace(",", "")
-    for i in range(runs):
-        outcome = timed(command(target), upstream, work / "logs" / f"{mirror.name}-{slug}-{i}.log", timeout)
-        if outcome.ok and outcome.files:
-            outcome.note = f"re-fetched {outcome.files} files"
-        measurement.outcomes.append(outcome)
-        print(f"  {mirror.name:12} {scenario} run {i + 1}: {describe(outcome)}", flush=True)
-        if not outcome.ok:
-            break
-    return measurement
+    slug = scenario.replace(" ", "-").replace(",", "").replace("(*)", "recheck")
+    outcome = timed(command(target), upstream, work / "logs" / f"{mirror.name}-{slug}-{run}.log", timeout)
+    if outcome.ok and outcome.files:
+        outcome.note = f"re-fetched {outcome.files} files"
+    return outcome
+
+
+def still_going(m: Measurement) -> bool:
+    """A tool that failed or timed out once is not run again in that scenario."""
+    return all(o.ok for o in m.outcomes)
 
 
 def describe(outcome: Outcome) -> str:
@@ -474,34 +469,50 @@ Row = tuple[Measurement, Measurement]
 
 def measure_upstream(index: UpstreamIndex, reservoir_projects: list[str], mirrors: list[Mirror], label: str,
                      initial_runs: int, args: argparse.Namespace, work: Path) -> list[Row]:
-    """Initial sync, no-change re-sync and forced re-check of one upstream, for every mirror."""
+    """Initial sync, no-change re-sync and forced re-check of one upstream, for every mirror.
+
+    The tools take turns run by run, so a load change on a shared machine
+    falls on both rather than on whichever happened to run then.
+    """
     suffix = f", {label}" if label else ""
-    scenarios = (f"initial sync{suffix}", f"no-change re-sync{suffix}",
-                 f"full re-check{suffix} (*)")
-    found: dict[str, list[Measurement]] = {}
+    scenarios = (f"initial sync{suffix}", f"no-change re-sync{suffix}", f"full re-check{suffix} (*)")
+    found = {m.name: [Measurement(s, m.name) for s in scenarios] for m in mirrors}
+    targets: dict[str, Path] = {}
     # Reservoir (first) gets the roots and selects the closure; bandersnatch then
     # gets exactly the releases reservoir selected, pinned, so both fetch the same
     # files. Without reservoir it gets every project on the upstream.
     pins: list[tuple[str, str]] | None = None
     with serve_upstream(index, args.latency_ms / 1000) as upstream:
-        for mirror in mirrors:
-            if mirror.selected_releases is not None:
-                projects = reservoir_projects
-            else:
-                projects = [f"{n}=={v}" for n, v in pins] if pins is not None else sorted(index.files)
-            initial, target = measure_initial(mirror, upstream, index, projects, pins, work, initial_runs,
-                                              args.timeout)
-            if mirror.selected_releases is not None and target is not None and initial.median is not None:
-                pins = mirror.selected_releases(target)
-            initial.scenario = scenarios[0]
-            if target is None or initial.median is None:
-                found[mirror.name] = [initial, Measurement(scenarios[1], mirror.name), Measurement(scenarios[2],
-                                                                                                   mirror.name)]
-                continue
-            resync = measure_resync(mirror, upstream, target, scenarios[1], args.runs, args.timeout, work)
-            recheck = (measure_resync(mirror, upstream, target, scenarios[2], args.runs, args.timeout, work,
-                                      recheck=True) if mirror.recheck_command else resync)
-            found[mirror.name] = [initial, resync, recheck]
+        for run in range(initial_runs):
+            for mirror in mirrors:
+                initial = found[mirror.name][0]
+                if not still_going(initial):
+                    continue
+                if mirror.selected_releases is not None:
+                    projects = reservoir_projects
+                else:
+                    projects = [f"{n}=={v}" for n, v in pins] if pins is not None else sorted(index.files)
+                outcome, targets[mirror.name] = initial_run(mirror, upstream, index, projects, pins, work, run,
+                                                            args.timeout)
+                initial.outcomes.append(outcome)
+                print(f"  {mirror.name:12} {initial.scenario} run {run + 1}: {describe(outcome)}", flush=True)
+                if mirror.selected_releases is not None and outcome.ok and pins is None:
+                    pins = mirror.selected_releases(targets[mirror.name])
+        for position, recheck in ((1, False), (2, True)):
+            for run in range(args.runs):
+                for mirror in mirrors:
+                    measurement = found[mirror.name][position]
+                    if not still_going(found[mirror.name][0]) or not still_going(measurement):
+                        continue
+                    if recheck and mirror.recheck_command is None:
+                        continue  # its normal re-sync already checks every project
+                    outcome = resync_run(mirror, upstream, targets[mirror.name], measurement.scenario, run,
+                                         args.timeout, work, recheck)
+                    measurement.outcomes.append(outcome)
+                    print(f"  {mirror.name:12} {measurement.scenario} run {run + 1}: {describe(outcome)}", flush=True)
+    for measurements in found.values():
+        if not measurements[2].outcomes:
+            measurements[2].outcomes = measurements[1].outcomes
     ours = found.get("reservoir", [Measurement(s, "reservoir") for s in scenarios])
     return list(zip(ours, found["bandersnatch"]))
 
@@ -531,13 +542,14 @@ def measure_all(args: argparse.Namespace, work: Path) -> None:
     if why_not:
         print(f"note: reservoir side skipped: {why_not}", flush=True)
     else:
-        mirrors.insert(0, reservoir_mirror())
+        mirrors.insert(0, reservoir_mirror(args.with_vetting))
 
     real = scan_folder(ensure_real_files(args.roots))
     print(f"real upstream: {len(real.files)} projects, {real.file_count} files, {real.total_bytes / 1e6:.1f} MB "
           f"(closure of {len(args.roots)} root projects)", flush=True)
     print(f"{bandersnatch_version(bandersnatch_exe)}, workers={args.workers}; upstream latency "
-          f"{args.latency_ms:g} ms per request", flush=True)
+          f"{args.latency_ms:g} ms per request; reservoir vetting "
+          f"{'included' if args.with_vetting else 'off (mirroring only)'}", flush=True)
     rows = measure_upstream(real, sorted(args.roots), mirrors, "", args.runs, args, work)
     if args.synthetic:
         synthetic = scan_folder(ensure_synthetic_files(args.synthetic))
@@ -566,6 +578,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--roots", nargs="+", default=list(ROOT_PROJECTS), help="root projects of the closure")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="delay every upstream response by this much, to stand in for a remote index")
+    parser.add_argument("--with-vetting", action="store_true",
+                        help="time `reservoir sync` as shipped, license/security vetting of new releases included "
+                             "(default: mirroring alone, as bandersnatch does)")
     parser.add_argument("--markdown", help="also write the table, with each median's range, as markdown here")
     parser.add_argument("--json", help="also write the raw measurements to this file")
     return parser.parse_args(argv)
