@@ -332,10 +332,46 @@ def _sync_channel(app: AppContext, name: str, policy: FetchPolicy | None) -> Cha
     report.selected = len(selection.releases)
     with app.db.write_transaction() as session:
         record_sync(session, config, selection, outcomes, caches, report, started, app.blobs)
-    if report.added_release_ids:
-        for vet in vetters():
-            vet(app, list(report.added_release_ids))
+    run_vetters(app, config, report)
+    report.seconds = time.monotonic() - started  # vetting included
     return report
+
+
+def unvetted_release_ids(session: Session, channel_id: int) -> list[int]:
+    """Active releases no vetter has recorded a verdict for (a crashed vetting, say)."""
+    rows = session.execute(
+        select(Release.id, Release.meta).where(Release.channel_id == channel_id, Release.state == ReleaseState.ACTIVE)
+    )
+    return [release_id for release_id, meta in rows if not (meta or {}).get("vetting")]
+
+
+def run_vetters(app: AppContext, config: ChannelConfig, report: ChannelReport) -> None:
+    """Vet what this sync added, and whatever an earlier sync failed to get vetted.
+
+    A vetter that fails leaves its releases without a verdict, so the next
+    sync offers them again instead of letting them slip through unvetted.
+    """
+    try:
+        found = vetters()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not pass as "vetted"
+        raise ReservoirError(f"channel {config.name!r}: cannot load the vetters: {exc}",
+                             hint="the releases stay unvetted; fix the plugin and sync again") from exc
+    if not found:
+        return
+    with app.db.transaction() as session:
+        ids = sorted(set(report.added_release_ids) | set(unvetted_release_ids(session, config.id)))
+    if not ids:
+        return
+    for vet in found:
+        try:
+            vet(app, ids)
+        except ReservoirError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see above
+            raise ReservoirError(
+                f"channel {config.name!r}: vetter {getattr(vet, '__module__', vet)} failed on {len(ids)} releases: {exc}",
+                hint="they stay unvetted and are vetted again by the next sync",
+            ) from exc
 
 
 def channel_names(app: AppContext, names: list[str]) -> list[str]:

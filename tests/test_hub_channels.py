@@ -19,6 +19,13 @@ def invoke(home: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, ["--home", str(home), *args], env=env, catch_exceptions=False)
 
 
+@pytest.fixture(autouse=True)
+def no_installed_vetters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Syncs here do not run the installed vetters (license scans are slow and tested in their own
+    suite); the vetting tests below install their own."""
+    monkeypatch.setattr("hub.sync.vetters", lambda: [])
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Path:
     home = tmp_path / "hub"

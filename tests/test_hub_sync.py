@@ -53,6 +53,13 @@ LATER = [ProjectSpec("beta", "1.3")]
 YANKED = {"beta-1.2-py3-none-any.whl": "broken build"}
 
 
+@pytest.fixture(autouse=True)
+def no_installed_vetters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Syncs here do not run the installed vetters (license scans are slow and tested in their own
+    suite); the vetting tests below install their own."""
+    monkeypatch.setattr("hub.sync.vetters", lambda: [])
+
+
 @pytest.fixture(scope="session")
 def built_wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every fixture wheel, built once per session: {filename: path}."""
@@ -498,12 +505,36 @@ def test_vetters_get_the_releases_a_sync_added(tmp_path: Path, index_tree: Index
     def vet(app: object, release_ids: list[int]) -> None:
         db = open_database(db_url_of(tmp_path / "hub"))
         with db.transaction() as session:
-            seen.append(sorted(session.get(Release, i).name for i in release_ids))  # type: ignore[union-attr]
+            vetted = [session.get(Release, i) for i in release_ids]
+            seen.append(sorted(r.name for r in vetted if r is not None))
+            for release in vetted:
+                assert release is not None
+                release.meta = {**release.meta, "vetting": {"category": "test"}}
         db.dispose()
 
     monkeypatch.setattr("hub.sync.vetters", lambda: [vet])
     home = tmp_path / "hub"
     make_hub(home, index_tree.file_url, "--package", "alpha", "--python", "3.11", "--platform", LINUX)
     assert sync(home).exit_code == 0
-    assert sync(home).exit_code == 0  # nothing new: no vetting
+    assert sync(home).exit_code == 0  # nothing new, nothing unvetted: no vetting
     assert seen == [["alpha", "beta", "native"]]
+
+
+def test_a_failing_vetter_fails_the_sync_and_its_releases_are_vetted_next_time(
+    tmp_path: Path, index_tree: IndexTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def broken(app: object, release_ids: list[int]) -> None:
+        calls.append(len(release_ids))
+        raise RuntimeError("scanner crashed")
+
+    monkeypatch.setattr("hub.sync.vetters", lambda: [broken])
+    home = tmp_path / "hub"
+    make_hub(home, index_tree.file_url, "--package", "beta", "--python", "3.11", "--platform", LINUX)
+    result = sync(home)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "channel 'main'" in line and "failed on 1 releases: scanner crashed" in line
+    assert sync(home).exit_code == 1  # nothing new upstream, but beta 1.1 is still unvetted
+    assert calls == [1, 1]

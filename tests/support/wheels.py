@@ -16,11 +16,12 @@ session (`build_wheels` in a session-scoped fixture) and copy from it.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -136,7 +137,31 @@ def build_wheel(spec: ProjectSpec, out_dir: Path) -> list[Path]:
 
 
 def build_wheels(specs: list[ProjectSpec], out_dir: Path, workers: int = 2) -> list[Path]:
-    """Build every spec into `out_dir` (two at a time: CI has two cores)."""
+    """Build every spec into `out_dir` (two at a time: CI has two cores).
+
+    Specs that differ only in their tags are built once and retagged, so a
+    project with wheels for several platforms costs one build.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, tuple[ProjectSpec, list[ProjectSpec]]] = {}
+    for spec in specs:
+        pure = replace(spec, tags=None, sdist=False)
+        groups.setdefault(repr(pure), (pure, []))[1].append(spec)
+
+    def build_group(pure: ProjectSpec, variants: list[ProjectSpec]) -> list[Path]:
+        with tempfile.TemporaryDirectory(prefix="reservoir-wheels-") as tmp:
+            sdist = any(v.sdist for v in variants)
+            built = build_wheel(replace(pure, sdist=sdist), Path(tmp))
+            wheel = next(p for p in built if p.name.endswith(".whl"))
+            out = [p.replace(out_dir / p.name) for p in built if not p.name.endswith(".whl")]
+            for variant in variants:
+                copy = Path(tmp) / "variants" / wheel.name
+                copy.parent.mkdir(exist_ok=True)
+                shutil.copyfile(wheel, copy)
+                tagged = retag(copy, variant.tags) if variant.tags is not None else copy
+                out.append(tagged.replace(out_dir / tagged.name))
+            return out
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda spec: build_wheel(spec, out_dir), specs))
+        results = list(pool.map(lambda item: build_group(*item), groups.values()))
     return [path for paths in results for path in paths]
