@@ -102,7 +102,7 @@ def ensure_real_files(roots: Sequence[str]) -> Path:
     done = folder / ".complete"
     if done.exists():
         return folder
-    print(f"downloading the closure of {len(roots)} projects with pip into {folder.relative_to(REPO)} ...",
+    print(f"downloading the closure of {len(roots)} projects with pip into {folder} ...",
           flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     result = run_quiet([sys.executable, "-m", "pip", "download", "-q", "--dest", folder, *roots],
@@ -532,7 +532,7 @@ def keep_logs_only(work: Path) -> None:
     for child in work.iterdir():
         if child.name != "logs":
             shutil.rmtree(child, ignore_errors=True)
-    print(f"logs: {work.relative_to(REPO) / 'logs'}", flush=True)
+    print(f"logs: {work / 'logs'}", flush=True)
 
 
 def measure_all(args: argparse.Namespace, work: Path) -> None:
