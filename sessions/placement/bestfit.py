@@ -18,9 +18,13 @@ from sessions.placement.base import (
 from sessions.resources import Request
 
 
+def leftover(cpu_left: np.ndarray, gpu_left: np.ndarray) -> np.ndarray:
+    """What a node would have left, both resources normalised by the largest node: in [0, 1]."""
+    return 0.5 * cpu_left / MAX_NODE_CPU_MILLI + 0.5 * gpu_left / MAX_NODE_GPU_MILLI
+
+
 def leftover_score(state: ClusterState, task: Request) -> np.ndarray:
-    cpu_left = state.cpu_free - task.cpu_milli
-    return 0.5 * cpu_left / MAX_NODE_CPU_MILLI + 0.5 * gpu_left_after(state, task) / MAX_NODE_GPU_MILLI
+    return leftover(state.cpu_free - task.cpu_milli, gpu_left_after(state, task))
 
 
 @dataclass

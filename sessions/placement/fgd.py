@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sessions.placement.base import ClusterState, Placement, pick_lowest, place_on_node
-from sessions.placement.bestfit import leftover_score
+from sessions.placement.bestfit import leftover
 from sessions.resources import MILLI_PER_GPU, Request
 
 
@@ -159,7 +159,9 @@ class FGD:
         score = -np.floor(100.0 / (1.0 + np.exp(np.clip(delta, -50_000, 50_000) / 1000.0)))
         if self.tie_break:
             # leftover_score lies in [0, 1): it orders placements only within one integer score.
-            score = score + self.tie_break * 0.5 * leftover_score(state, task)[rows]
+            cpu_left = state.cpu_free[rows] - task.cpu_milli
+            gpu_left = state.free[rows].sum(axis=1) - task.total_gpu_milli
+            score = score + self.tie_break * 0.5 * leftover(cpu_left, gpu_left)
         return score
 
     def placed(self, state: ClusterState, task: Request, placement: Placement) -> None:
