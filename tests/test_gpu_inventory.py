@@ -189,3 +189,26 @@ def test_submit_uses_the_inventory_from_config(tmp_path: Path) -> None:
     ticket = submit(app.db, "bob", parse_request(["cuda.shares=1", "cpu=4"]), config=SchedulerConfig())
     assert ticket.node == "sim-0"
     app.close()
+
+
+def test_queue_commands_quota_release_and_pass(tmp_path: Path) -> None:
+    app = _home_with_nodes(tmp_path / "site", [{"name": "sim-0", "gpus": 1, "cpu": 8, "mem": "16g"}])
+    home = ["--home", str(app.home_root)]
+    runner = CliRunner()
+
+    def call(*args: str) -> str:
+        result = runner.invoke(cli, [*home, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "quota for alice: 0.5 GPU" in call("sched", "quota", "alice", "0.5")
+    assert "placed" in call("sched", "submit", "--user", "alice", "-r", "cuda.shares=0.5")
+    assert "queued" in call("sched", "submit", "--user", "alice", "-r", "cuda.shares=0.25")
+    assert "placed" in call("sched", "submit", "--user", "bob", "-r", "cuda.shares=0.5", "--priority", "3")
+    listing = call("sched", "queue")
+    assert listing.count("placed") == 2 and listing.count("queued") == 1
+    assert call("sched", "pass") == ""  # nothing can move yet
+    released = call("sched", "release", "1")
+    assert "request 2 (alice): placed on sim-0" in released
+    bad = runner.invoke(cli, [*home, "sched", "release", "99"])
+    assert bad.exit_code != 0 and "no scheduler request 99" in bad.output
