@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--mixes", default=",".join(MIX_NAMES))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--plot", type=Path, default=REPO / ".bench" / "scheduler-curves.png")
+    parser.add_argument("--no-plot", action="store_true", help="skip the seed-42 curves plot")
     opts = parser.parse_args()
     policies = opts.policies.split(",")
     mixes = opts.mixes.split(",")
@@ -93,7 +94,7 @@ def main() -> None:
             peer = statistics.mean(rate[(mix, "bestfit")])
             print(f"ratio fgd-bf / bestfit ({mix}): {ours / peer:.4f}")
         print(f"ratio fgd-bf / published FGD 95.23 (default): {statistics.mean(rate[('default', 'fgd-bf')]) / 95.23:.4f}")
-    if opts.plot:
+    if not opts.no_plot:
         opts.plot.parent.mkdir(parents=True, exist_ok=True)
         nodes = load_nodes(opts.traces / "openb_node_list_gpu_node.csv")
         tasks = load_tasks(opts.traces / "openb_pod_list_default.csv")

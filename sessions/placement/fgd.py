@@ -103,6 +103,7 @@ class FGD:
     # Among placements of equal (quantized) score, prefer the node BestFit would ("fgd+"): 0 = off,
     # 1 = least left over, -1 = most left over.
     tie_break: int = 0
+    scale: float = 1000.0  # milli-GPU of fragmentation change per step of the sigmoid
     _cache: FragmentCache | None = field(default=None, init=False)
 
     def _model_ok(self, state: ClusterState) -> np.ndarray:
@@ -156,7 +157,7 @@ class FGD:
     def _score(self, delta: np.ndarray, state: ClusterState, task: Request, rows: np.ndarray) -> np.ndarray:
         if not self.quantized:
             return delta
-        score = -np.floor(100.0 / (1.0 + np.exp(np.clip(delta, -50_000, 50_000) / 1000.0)))
+        score = -np.floor(100.0 / (1.0 + np.exp(np.clip(delta, -50_000, 50_000) / self.scale)))
         if self.tie_break:
             # leftover_score lies in [0, 1): it orders placements only within one integer score.
             cpu_left = state.cpu_free[rows] - task.cpu_milli
