@@ -21,7 +21,7 @@ from licenses.scan import ScanWorker, scan_files, scancode_version, worker_from_
 from licenses.verdict import Verdict, build_verdict, declaration, detected_expression, needs_scan
 from reservoir.blobs import BlobStore
 from reservoir.context import AppContext
-from reservoir.models import Artifact, ArtifactState, Gate, Release
+from reservoir.models import ArtifactState, Gate, Release
 from reservoir.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -124,10 +124,6 @@ def revet_all(app: AppContext) -> int:
         ids = list(session.scalars(select(Release.id).order_by(Release.id)))
     vet(app, ids)
     return len(ids)
-
-
-def stored_artifacts(release: Release) -> list[Artifact]:
-    return [a for a in release.artifacts if a.state is ArtifactState.STORED]
 
 
 def license_gate(release: Release) -> tuple[Gate, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -15,7 +16,6 @@ from licenses.vetter import license_gate
 from reservoir.context import AppContext
 from reservoir.errors import ConfigError
 from reservoir.models import Gate, Release, utcnow
-from pathlib import Path
 
 
 @dataclass
