@@ -220,28 +220,42 @@ def _gate(value: Any) -> Gate:
         raise BundleError(f"unknown gate {str(value)[:40]!r} in the manifest") from None
 
 
+def _delete_releases(session: Session, ids: list[int]) -> None:
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        session.execute(delete(Artifact).where(Artifact.release_id.in_(chunk)), execution_options={"synchronize_session": False})
+        session.execute(delete(Release).where(Release.id.in_(chunk)), execution_options={"synchronize_session": False})
+
+
 def apply_manifest(session: Session, manifest: Manifest) -> None:
     channels = {raw["name"]: _upsert_channel(session, raw, manifest.hub_id) for raw in manifest.channels}
+    # One query for what exists, bulk deletes, bulk inserts: a bundle may carry thousands of releases.
+    existing = {
+        (channel_id, name, version): release_id
+        for release_id, channel_id, name, version in session.execute(
+            select(Release.id, Release.channel_id, Release.name, Release.version)
+        )
+    }
+    doomed: set[int] = set()
     if manifest.full:
         # A full bundle re-bases: the site holds exactly what it carries from that hub,
         # including nothing from channels the hub no longer has.
-        ids = [c.id for c in session.scalars(select(Channel)) if (c.options or {}).get(SOURCE_HUB) == manifest.hub_id]
-        session.execute(delete(Release).where(Release.channel_id.in_(ids)))
+        fed = {c.id for c in session.scalars(select(Channel)) if (c.options or {}).get(SOURCE_HUB) == manifest.hub_id}
+        doomed |= {rid for (channel_id, _, _), rid in existing.items() if channel_id in fed}
     for removed in manifest.removed:
         channel = channels.get(removed["channel"])
         if channel is not None:
-            session.execute(
-                delete(Release).where(
-                    Release.channel_id == channel.id, Release.name == removed["name"], Release.version == removed["version"]
-                )
-            )
+            rid = existing.get((channel.id, removed["name"], removed["version"]))
+            if rid is not None:
+                doomed.add(rid)
+    fresh = []
     for rec in manifest.releases:
         channel = channels.get(rec["channel"])
         if channel is None:
             raise BundleError(f"release {rec['name']} {rec['version']} names channel {rec['channel']!r} the manifest lacks")
-        session.execute(
-            delete(Release).where(Release.channel_id == channel.id, Release.name == rec["name"], Release.version == rec["version"])
-        )
+        rid = existing.get((channel.id, rec["name"], rec["version"]))
+        if rid is not None:
+            doomed.add(rid)
         release = Release(
             channel_id=channel.id,
             name=rec["name"],
@@ -264,7 +278,9 @@ def apply_manifest(session: Session, manifest: Manifest) -> None:
             )
             for a in rec["artifacts"]
         ]
-        session.add(release)
+        fresh.append(release)
+    _delete_releases(session, sorted(doomed))
+    session.add_all(fresh)
     session.flush()
 
 
