@@ -41,7 +41,7 @@ def test_metadata_file_headers() -> None:
     assert declared is not None and declared.spdx == "GPL-3.0-or-later"
 
 
-DEP5 = """Format: https://www.debian.invalid/doc/packaging-manuals/copyright-format/1.0/
+DEP5 = """Format: https://example.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: foo
 
 Files: *
