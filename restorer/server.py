@@ -9,12 +9,14 @@ any number of worker processes can share one listening socket.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
 import logging
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,10 +165,24 @@ def _require_admin(request: web.Request) -> Account | web.Response:
     return account
 
 
-async def admin_index(request: web.Request) -> web.StreamResponse:
-    who = _require_admin(request)
-    if isinstance(who, web.Response):
-        return who
+AdminHandler = Callable[[web.Request, Account], Awaitable[web.StreamResponse]]
+
+
+def admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Admin pages always need an admin account, whatever [server] auth says."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        who = _require_admin(request)
+        if isinstance(who, web.Response):
+            return who
+        return await handler(request, who)
+
+    return guarded
+
+
+@admin_only
+async def admin_index(request: web.Request, who: Account) -> web.StreamResponse:
     state = _state(request)
     generation = live_generation(state.pypi_root)
     body = (
@@ -179,10 +195,8 @@ async def admin_index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=body, content_type="text/html")
 
 
-async def admin_status(request: web.Request) -> web.StreamResponse:
-    who = _require_admin(request)
-    if isinstance(who, web.Response):
-        return who
+@admin_only
+async def admin_status(request: web.Request, _who: Account) -> web.StreamResponse:
     state = _state(request)
     generation = live_generation(state.pypi_root)
     projects = 0
@@ -194,10 +208,8 @@ async def admin_status(request: web.Request) -> web.StreamResponse:
     return web.json_response({"pypi": {"generation": generation.name if generation else None, "projects": projects}})
 
 
-async def admin_licenses(request: web.Request) -> web.StreamResponse:
-    who = _require_admin(request)
-    if isinstance(who, web.Response):
-        return who
+@admin_only
+async def admin_licenses(request: web.Request, _who: Account) -> web.StreamResponse:
     app_context = _state(request).app_context
     try:
         from licenses.report import render_html  # the licenses component is optional on a site

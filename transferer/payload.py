@@ -169,8 +169,6 @@ class PartReader:
             if any(tail):
                 raise BundleError("unexpected data after the end of the payload")
         self._finish_part()
-        if self._index < len(self.toc.parts) - 1:
-            self._index = len(self.toc.parts)
 
 
 def read_members(reader: PartReader) -> Iterator[tuple[str, int]]:
