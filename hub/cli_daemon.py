@@ -6,12 +6,9 @@ import signal
 import threading
 
 import click
-from apscheduler.schedulers.background import BackgroundScheduler
 
-from hub.daemon import HUB_JOBS, hub_job_specs
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ConfigError
-from reservoir.schedule import install_jobs, job_lock, make_scheduler
 
 
 def register(cli: click.Group) -> None:
@@ -23,6 +20,11 @@ def register(cli: click.Group) -> None:
     @pass_app
     def run(app: AppContext) -> None:
         """Run sync and export on the [schedule] of reservoir.toml until stopped."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from hub.daemon import HUB_JOBS, hub_job_specs
+        from reservoir.schedule import install_jobs, job_lock, make_scheduler
+
         app.home.require_role("hub")
         specs = hub_job_specs(app)
         if not specs:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from hub.sync import ChannelReport, channel_names, sync_channel
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ReservoirError
+
+if TYPE_CHECKING:
+    from hub.sync import ChannelReport
 
 
 def register(cli: click.Group) -> None:
@@ -46,6 +49,8 @@ def print_report(report: ChannelReport) -> None:
 @pass_app
 def sync(app: AppContext, names: tuple[str, ...]) -> None:
     """Sync channels (all when none is named): select, fetch what is new, record, vet."""
+    from hub.sync import channel_names, sync_channel
+
     app.home.require_role("hub")
     failed = False
     targets = channel_names(app, list(names))

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from licenses.report import FORMATS, render
-from licenses.review import default_reviewer, record_review
-from licenses.vetter import revet_all
+from licenses.formats import FORMATS
 from reservoir.context import AppContext, pass_app
 
 
@@ -27,6 +25,8 @@ def licenses_group() -> None:
 @pass_app
 def report_command(app: AppContext, fmt: str, out: Path | None) -> None:
     """Print the license report of every active release."""
+    from licenses.report import render
+
     with app.db.transaction() as session:
         text = render(session, fmt)
     if out is None:
@@ -51,6 +51,8 @@ def review_command(
     app: AppContext, name: str, version: str, decision: str | None, reason: str, who: str | None, channel: str | None
 ) -> None:
     """Record an admin's decision on a held release."""
+    from licenses.review import default_reviewer, record_review
+
     if decision is None:
         raise click.UsageError("pass --approve or --reject")
     app.home.require_role("hub")
@@ -66,6 +68,8 @@ def review_command(
 @pass_app
 def vet_command(app: AppContext) -> None:
     """Re-vet every release in the store (after changing the [licenses] policy)."""
+    from licenses.vetter import revet_all
+
     app.home.require_role("hub")
     count = revet_all(app)
     click.echo(f"vetted {count} releases")

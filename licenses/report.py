@@ -24,8 +24,6 @@ from licenses.categories import Category, license_ids
 from licenses.review import blocked_by
 from reservoir.models import Release, ReleaseState
 
-FORMATS = ("html", "json", "csv", "spdx")
-
 
 @dataclass
 class ReportRow:

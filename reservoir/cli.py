@@ -9,10 +9,8 @@ import click
 
 from reservoir import __version__
 from reservoir.context import AppContext, pass_app
-from reservoir.db import open_database
 from reservoir.errors import ReservoirError
 from reservoir.home import ROLES, create_home, default_home
-from reservoir.keys import create_signing_key, load_signing_key, public_pem
 from reservoir.plugins import command_registrars
 from reservoir.progress import Progress, configure_logging
 
@@ -52,6 +50,9 @@ def cli(ctx: click.Context, home_root: Path | None, verbose: int) -> None:
 @pass_app
 def init(app: AppContext, role: str) -> None:
     """Create a Reservoir home: config, database, folders (and a hub's signing key)."""
+    from reservoir.db import open_database
+    from reservoir.keys import create_signing_key
+
     home = create_home(app.home_root, role)  # type: ignore[arg-type]
     db = open_database(home.db_url)
     db.dispose()
@@ -71,6 +72,8 @@ def key() -> None:
 @pass_app
 def key_export(app: AppContext, out: Path) -> None:
     """Write the hub's public key, for sites to `reservoir trust add`."""
+    from reservoir.keys import load_signing_key, public_pem
+
     app.home.require_role("hub")
     signing = load_signing_key(app.home.keys_dir)
     out.write_bytes(public_pem(signing.public))

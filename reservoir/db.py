@@ -10,20 +10,22 @@ entry point group and its Alembic versions folder under
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from reservoir.errors import ConfigError
 from reservoir.plugins import load_model_modules, migration_locations
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 # Stable constraint names make migrations portable between SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -40,6 +42,23 @@ class Base(DeclarativeBase):
 
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def version_locations() -> list[Path]:
+    """Every installed component's Alembic versions folder, the core's first."""
+    return [MIGRATIONS_DIR / "versions", *migration_locations()]
+
+
+def schema_fingerprint(locations: list[Path]) -> str:
+    """A hash of every migration script: it changes when any is added, removed or edited."""
+    digest = hashlib.sha256()
+    for location in locations:
+        for script in sorted(location.glob("*.py")):
+            if script.name == "__init__.py":
+                continue
+            digest.update(f"{location.parent.name}/{script.name}\0".encode())
+            digest.update(script.read_bytes())
+    return digest.hexdigest()
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -92,14 +111,18 @@ class Database:
             yield session
 
     def alembic_config(self) -> Config:
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.set_main_option("path_separator", "os")
-        locations = [str(MIGRATIONS_DIR / "versions"), *map(str, migration_locations())]
-        cfg.set_main_option("version_locations", ":".join(locations))
+        cfg.set_main_option("version_locations", ":".join(map(str, version_locations())))
         return cfg
 
     def pending_heads(self) -> set[str]:
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(self.alembic_config())
         with self.engine.connect() as conn:
             current = set(MigrationContext.configure(conn).get_current_heads())
@@ -112,12 +135,26 @@ class Database:
     def upgrade(self) -> None:
         """Bring every component's schema to its newest revision."""
         load_model_modules()
-        if not self.pending_heads():
+        fingerprint = schema_fingerprint(version_locations())
+        if self._stamped_fingerprint() == fingerprint:
             return
-        cfg = self.alembic_config()
+        if self.pending_heads():
+            from alembic import command
+
+            cfg = self.alembic_config()
+            with self.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "heads")
         with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "heads")
+            conn.execute(text("DELETE FROM schema_stamp"))
+            conn.execute(text("INSERT INTO schema_stamp (id, fingerprint) VALUES (1, :f)"), {"f": fingerprint})
+
+    def _stamped_fingerprint(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT fingerprint FROM schema_stamp")).scalar()
+        except DBAPIError:  # a new database, or one from before the stamp existed
+            return None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -128,3 +128,17 @@ class SyncRun(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     downloaded_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     message: Mapped[str] = mapped_column(Text, default="")
+
+
+class SchemaStamp(Base):
+    """Which set of migration scripts the schema was last brought up to.
+
+    Every command opens the database; comparing this one row with a hash of
+    the installed migration scripts lets it skip loading Alembic (a large
+    import) when nothing changed.
+    """
+
+    __tablename__ = "schema_stamp"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))

@@ -8,9 +8,6 @@ from pathlib import Path
 import click
 
 from reservoir.context import AppContext, pass_app
-from reservoir.keys import add_trusted_key
-from restorer.importer import import_bundle
-from restorer.inbox import scan_inbox
 
 
 def register(cli: click.Group) -> None:
@@ -23,6 +20,8 @@ def register(cli: click.Group) -> None:
     @pass_app
     def trust_add(app: AppContext, key_file: Path) -> None:
         """Trust the hub public key in KEY_FILE (from `reservoir key export`)."""
+        from reservoir.keys import add_trusted_key
+
         app.home.require_role("site")
         fingerprint = add_trusted_key(app.home.keys_dir, key_file.read_bytes(), str(key_file))
         click.echo(f"trusting hub key {fingerprint[:16]}")
@@ -32,6 +31,8 @@ def register(cli: click.Group) -> None:
     @pass_app
     def import_(app: AppContext, bundle_dir: Path) -> None:
         """Verify and import one bundle folder."""
+        from restorer.importer import import_bundle
+
         click.echo(import_bundle(app, bundle_dir).describe())
 
     @cli.command()
@@ -41,6 +42,8 @@ def register(cli: click.Group) -> None:
     @pass_app
     def watch(app: AppContext, inbox: Path | None, once: bool, interval: float) -> None:
         """Import each bundle folder that lands in INBOX (default: the home's inbox/)."""
+        from restorer.inbox import scan_inbox
+
         app.home.require_role("site")
         folder = inbox or app.home.inbox_dir
         while True:

@@ -12,7 +12,7 @@ import click
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ConfigError, ReservoirError
 from sessions.inventory import declared_nodes, local_node, probe_gpus, sync_inventory
-from sessions.placement import POLICY_NAMES
+from sessions.policies import POLICY_NAMES
 from sessions.resources import MILLI_PER_GPU, parse_request, parse_shares
 
 TRACES_ENV = "RESERVOIR_TRACES"

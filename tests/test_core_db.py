@@ -38,3 +38,39 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-d
     with db.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     db.dispose()
+
+
+def test_current_schema_is_recognised_without_alembic(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    open_database(db_url).dispose()
+
+    def must_not_run(self: Database) -> set[str]:
+        raise AssertionError("a current schema must not reach Alembic")
+
+    monkeypatch.setattr(Database, "pending_heads", must_not_run)
+    open_database(db_url).dispose()
+
+
+def test_a_new_migration_script_is_applied(db_url: str, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import reservoir.db as db_module
+
+    open_database(db_url).dispose()
+    extra = tmp_path / "extra_versions"
+    extra.mkdir()
+    (extra / "extra_0001_marker.py").write_text(
+        "from alembic import op\n"
+        "import sqlalchemy as sa\n"
+        "revision = 'extra_0001'\n"
+        "down_revision = None\n"
+        "branch_labels = ('extra',)\n"
+        "depends_on = 'core_0002'\n"
+        "def upgrade():\n"
+        "    op.create_table('extra_marker', sa.Column('id', sa.Integer(), primary_key=True))\n"
+        "def downgrade():\n"
+        "    op.drop_table('extra_marker')\n"
+    )
+    installed = db_module.version_locations()
+    monkeypatch.setattr(db_module, "version_locations", lambda: [*installed, extra])
+    database = open_database(db_url)
+    assert "extra_marker" in inspect(database.engine).get_table_names()
+    assert database.pending_heads() == set()
+    database.dispose()

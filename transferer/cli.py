@@ -8,8 +8,6 @@ import click
 
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ConfigError
-from transferer.export import export_bundle
-from transferer.format import parse_size
 
 
 def _human(n: int) -> str:
@@ -30,6 +28,9 @@ def register(cli: click.Group) -> None:
     @pass_app
     def export(app: AppContext, out_dir: Path, full: bool, chunk_size: str) -> None:
         """Write the next bundle (what the site lacks) into OUT; prints its path last."""
+        from transferer.export import export_bundle
+        from transferer.format import parse_size
+
         try:
             size = parse_size(chunk_size)
         except ValueError as exc:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from licenses.security.quarantine import import_advisories
 from reservoir.context import AppContext, pass_app
 
 
@@ -24,6 +23,8 @@ def advisories_group() -> None:
 @pass_app
 def import_command(app: AppContext, path: Path) -> None:
     """Import OSV records (a .json file, a folder, or an all.zip) and re-evaluate the store."""
+    from licenses.security.quarantine import import_advisories
+
     result = import_advisories(app, path)
     click.echo(f"imported {result.imported} advisories ({result.withdrawn} withdrawn)")
     for label in result.quarantined:

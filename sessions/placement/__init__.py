@@ -13,9 +13,8 @@ from sessions.placement.gpuclustering import GpuClustering
 from sessions.placement.gpupacking import GpuPacking
 from sessions.placement.randomfit import RandomFit
 from sessions.placement.spread import Spread
+from sessions.policies import POLICY_NAMES
 from sessions.resources import Request
-
-POLICY_NAMES = ("fgd-bf", "fgd", "bestfit", "spread", "random", "dotprod", "gpupacking", "gpuclustering")
 
 __all__ = ["POLICY_NAMES", "ClusterState", "NodeSpec", "Placement", "Policy", "make_policy"]
 

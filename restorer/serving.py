@@ -1,0 +1,147 @@
+"""What `reservoir serve` runs: pre-forked workers and the inbox watcher.
+
+The parent process opens one listening socket and forks worker processes
+that share it (the index is static files, so workers share nothing else);
+it supervises them and runs the inbox watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import click
+from aiohttp import web
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from reservoir.context import AppContext
+from reservoir.errors import ConfigError
+from reservoir.schedule import JobSpec, install_jobs, make_scheduler
+from restorer.auth import auth_mode
+from restorer.publish import publish_site
+from restorer.publish.tree import live_generation
+from restorer.server import build_app, site_state
+
+log = logging.getLogger(__name__)
+WATCH_JOB = "site-inbox-watch"
+# Common log format plus the negotiated-for header, which operators debug most.
+ACCESS_LOG_FORMAT = '%a %t "%r" %s %b "%{Accept}i" "%{User-Agent}i"'
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="choose another --port") from exc
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None) -> None:
+    """One worker process: an aiohttp server on the shared socket until SIGTERM."""
+    mode = auth_mode(app_context.home.section("server").get("auth"))
+    app = build_app(site_state(app_context, mode), mode)
+    logger = None
+    if access_log is not None:
+        logger = logging.getLogger("reservoir.access")
+        handler = logging.FileHandler(access_log)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+    async def main() -> None:
+        runner = web.AppRunner(
+            app, access_log=logger, access_log_format=ACCESS_LOG_FORMAT, handle_signals=False
+        )
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def _start_watcher(app_context: AppContext, interval: float) -> BackgroundScheduler | None:
+    """The inbox watcher as an APScheduler job stored in the site's database."""
+    if interval <= 0:
+        return None
+    scheduler = make_scheduler(BackgroundScheduler, app_context.home.db_url)
+    scheduler.start(paused=True)
+    spec = JobSpec(WATCH_JOB, "restorer.inbox:scheduled_scan", f"@every {max(1, int(interval))}s", (str(app_context.home.root),))
+    install_jobs(scheduler, [spec], {WATCH_JOB})
+    scheduler.resume()
+    return scheduler
+
+
+def _fork_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            _run_worker(AppContext(home_root=app_context.home_root), sock, access_log)
+        except BaseException:  # noqa: BLE001
+            logging.getLogger(__name__).exception("worker failed")
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def serve_forever(
+    app_context: AppContext, host: str, port: int, workers: int, watch_interval: float, access_log: Path | None
+) -> None:
+    sock = _listen(host, port)
+    from restorer.importer import catch_up_publishing
+
+    if not catch_up_publishing(app_context) and live_generation(app_context.home.trees_dir / "pypi") is None:
+        publish_site(app_context)
+    app_context.close()  # no connection may cross a fork
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    children = {_fork_worker(app_context, sock, access_log) for _ in range(workers)}
+    watcher = _start_watcher(app_context, watch_interval)
+    click.echo(f"serving {app_context.home.root} on http://{host}:{sock.getsockname()[1]}/ with {workers} workers", err=True)
+    try:
+        while not stopping:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+            if pid in children:
+                children.discard(pid)
+                if not stopping:
+                    log.error("worker %d exited; starting another", pid)
+                    children.add(_fork_worker(app_context, sock, access_log))
+            time.sleep(0.2)
+    finally:
+        if watcher is not None:
+            watcher.shutdown(wait=True)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        sock.close()
