@@ -1,10 +1,11 @@
 """License vetting vs a full `scancode` CLI run on the same real packages.
 
-    .venv/bin/python benchmarks/licenses.py --packages DIR [--count 100] [--max-mb 8]
+    .venv/bin/python benchmarks/licenses.py --packages DIR [--count 100] [--max-mb 8] [--json FILE]
 
 DIR is any folder of real wheels (e.g. the host's local wheel mirror, or a
-`pip download` folder); one wheel per project is taken, sorted by name, up
-to --count, none larger than --max-mb. Three timed runs, all in this process:
+`pip download` folder); wheels are taken in file-name order, the first one of
+each project that is at most --max-mb, up to --count projects. Three timed
+runs, all in this process:
 
 1. reservoir cold: a fresh hub home, every wheel put in the catalog as a
    stored artifact, `licenses.vetter.vet` (starts the scancode worker, loads
@@ -16,7 +17,10 @@ to --count, none larger than --max-mb. Three timed runs, all in this process:
 Agreement: a package agrees when the set of license ids of our concluded
 expression equals the set scancode's CLI detected in that package's
 license-bearing files (LICENSE*, COPYING*, NOTICE*, METADATA), scancode's
-vague "unknown-license-reference" ids left out on both sides.
+vague ids (`licenses.verdict.VAGUE_IDS`: unknown-license-reference and the
+like) left out on both sides. Each package that differs is printed with where
+each side's ids came from (our declaration and scanned files; the CLI's ids per
+file); --json FILE writes that for every package.
 """
 
 from __future__ import annotations
@@ -99,28 +103,74 @@ def ids_of(expression: str | None) -> set[str]:
     return {i for i in license_ids(expression) if i not in VAGUE_IDS}
 
 
-def scancode_cli(wheels: list[Path], work: Path) -> tuple[float, dict[str, set[str]]]:
+def our_details(app: AppContext) -> dict[str, dict[str, object]]:
+    """Per package: our declared / detected / concluded expressions and each scanned file's ids."""
+    out: dict[str, dict[str, object]] = {}
+    with app.db.transaction() as session:
+        for release in session.scalars(select(Release)):
+            vetting = release.meta["vetting"]
+            files: dict[str, set[str]] = {}
+            for item in vetting["evidence"]:
+                files.setdefault(item["file"], set()).update(ids_of(item["spdx"]))
+                if item.get("note"):
+                    files.setdefault(f"{item['file']} ({item['note']})", set())
+            out[release.name] = {
+                "declared_raw": vetting["declared_raw"], "declared": vetting["declared"],
+                "detected": vetting["detected"], "concluded": vetting["concluded"],
+                "files": {name: sorted(ids) for name, ids in files.items()},
+            }
+    return out
+
+
+def scancode_cli(wheels: list[Path], work: Path) -> tuple[float, dict[str, dict[str, set[str]]], int, int]:
+    """Time the CLI on the unpacked wheels; per package, the ids it found in each license-bearing file.
+
+    Also returns how many files it scanned and how many it reported errors for (a timeout is an error)."""
     tree = work / "unpacked"
-    owners: dict[str, str] = {}
+    names = []
     for wheel in wheels:
         name = str(canonicalize_name(parse_wheel_filename(wheel.name)[0]))
         with zipfile.ZipFile(wheel) as archive:
             archive.extractall(tree / name)
-        owners[name] = name
+        names.append(name)
     out = work / "scancode.json"
     scancode = Path(sys.executable).parent / "scancode"
     start = time.perf_counter()
-    subprocess.run([str(scancode), "--license", "--json", str(out), "-n", "2", "--quiet", str(tree)], check=True)
+    # Not check=True: scancode exits 1 when any file had a scan error (timeouts included) but still
+    # writes its JSON; those files are counted and printed instead of losing the whole run.
+    done = subprocess.run([str(scancode), "--license", "--json", str(out), "-n", "2", "--quiet", str(tree)])
     elapsed = time.perf_counter() - start
-    found: dict[str, set[str]] = {name: set() for name in owners}
+    if not out.exists():
+        raise SystemExit(f"scancode exited {done.returncode} without writing {out}")
+    found: dict[str, dict[str, set[str]]] = {name: {} for name in names}
+    scanned = errors = 0
     for entry in json.loads(out.read_text())["files"]:
         parts = Path(entry["path"]).parts
         if entry.get("type") != "file" or len(parts) < 3:
             continue
+        scanned += 1
         member = "/".join(parts[2:])
+        if entry.get("scan_errors"):
+            errors += 1
+            print(f"  scancode CLI error on {parts[1]}/{member}: {entry['scan_errors'][0][:200]}")
         if is_license_bearing(member):
-            found[parts[1]] |= ids_of(entry.get("detected_license_expression_spdx"))
-    return elapsed, found
+            found[parts[1]][member] = ids_of(entry.get("detected_license_expression_spdx"))
+    return elapsed, found, scanned, errors
+
+
+def union(per_file: dict[str, set[str]]) -> set[str]:
+    return set().union(*per_file.values()) if per_file else set()
+
+
+def wheel_stats(wheels: list[Path]) -> tuple[float, float, int]:
+    """Compressed MB, unpacked MB and member count of the selection."""
+    unpacked = members = 0
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            infos = [i for i in archive.infolist() if not i.is_dir()]
+        members += len(infos)
+        unpacked += sum(i.file_size for i in infos)
+    return sum(w.stat().st_size for w in wheels) / 1e6, unpacked / 1e6, members
 
 
 def timed_vet(app: AppContext, ids: list[int]) -> float:
@@ -135,27 +185,48 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--max-mb", type=float, default=8.0)
     parser.add_argument("--warm-runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write every package's expressions and per-file ids here")
     args = parser.parse_args()
     wheels = pick_wheels(args.packages, args.count, int(args.max_mb * 1024 * 1024))
+    if not wheels:
+        raise SystemExit(f"no wheel of at most {args.max_mb} MB in {args.packages}")
+    packed_mb, unpacked_mb, members = wheel_stats(wheels)
+    print(f"packages: {len(wheels)} wheels from {args.packages} (one per project, by file name, "
+          f"<= {args.max_mb} MB): {packed_mb:.1f} MB, {members} files, {unpacked_mb:.1f} MB unpacked", flush=True)
     BENCH.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BENCH) as tmp:
         work = Path(tmp)
         app, ids = make_store(work / "hub", wheels)
         cold = timed_vet(app, ids)
         ours = concluded_by_us(app)
-        warm = statistics.median(timed_vet(app, ids) for _ in range(args.warm_runs))
-        peer, theirs = scancode_cli(wheels, work)
+        details = our_details(app)
+        print(f"reservoir cold done in {cold:.2f} s", flush=True)
+        warm_runs = [timed_vet(app, ids) for _ in range(args.warm_runs)]
+        warm = statistics.median(warm_runs)
         app.close()
-        agree = [name for name in ours if ours[name] == theirs.get(name, set())]
-        disagree = sorted(set(ours) - set(agree))
+        print(f"reservoir warm done: {', '.join(f'{t:.3f}' for t in warm_runs)} s; running the scancode CLI",
+              flush=True)
+        peer, theirs, scanned, errors = scancode_cli(wheels, work)
         shutil.rmtree(work / "unpacked", ignore_errors=True)
-    print(f"packages: {len(wheels)} wheels from {args.packages}")
-    print(f"scancode CLI (--license -n 2):       {peer:8.2f} s")
+    agree = [name for name in ours if ours[name] == union(theirs.get(name, {}))]
+    disagree = sorted(set(ours) - set(agree))
+    print(f"packages: {len(wheels)} wheels, {packed_mb:.1f} MB ({members} files, {unpacked_mb:.1f} MB unpacked)")
+    print(f"scancode CLI (--license -n 2):       {peer:8.2f} s   ({scanned} files, {errors} with scan errors)")
     print(f"reservoir vet, cold cache:           {cold:8.2f} s   {peer / cold:6.1f}x faster")
-    print(f"reservoir vet, warm cache (median):  {warm:8.2f} s   {peer / warm:6.1f}x faster")
+    print(f"reservoir vet, warm cache (median):  {warm:8.3f} s   {peer / warm:6.1f}x faster")
     print(f"agreement on concluded license ids:  {len(agree)}/{len(ours)} = {100 * len(agree) / len(ours):.1f}%")
     for name in disagree:
-        print(f"  differs: {name}: ours {sorted(ours[name])} scancode {sorted(theirs.get(name, set()))}")
+        mine, peer_files = details[name], theirs.get(name, {})
+        print(f"  differs: {name}: ours {sorted(ours[name])} scancode {sorted(union(peer_files))}")
+        print(f"    ours: declared {mine['declared_raw']!r} -> {mine['declared']}; detected {mine['detected']}; "
+              f"files {mine['files']}")
+        print(f"    scancode CLI files: { {m: sorted(i) for m, i in peer_files.items()} }")
+    if args.json:
+        args.json.write_text(json.dumps({
+            name: {"agrees": name in agree, "ours": sorted(ours[name]), "scancode": sorted(union(theirs.get(name, {}))),
+                   **details[name], "scancode_files": {m: sorted(i) for m, i in theirs.get(name, {}).items()}}
+            for name in sorted(ours)
+        }, indent=1))
 
 
 if __name__ == "__main__":

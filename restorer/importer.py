@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from reservoir.blobs import BlobStore, DiskFull
 from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
 from reservoir.keys import trusted_keys, verify_signature
-from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState
+from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState, utcnow
 from reservoir.progress import Progress
 from restorer.models import ImportedBundle, SiteGeneration
 from restorer.publish import publish_site
@@ -148,7 +148,10 @@ def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) 
     expected = {b.sha256: b.size for b in manifest.blobs}
     seen: set[str] = set()
     new = 0
-    with Progress(f"importing {manifest.label}", total=toc.payload_size, unit="B", unit_scale=True) as progress:
+    with (
+        Progress(f"importing {manifest.label}", total=toc.payload_size, unit="B", unit_scale=True) as progress,
+        store.batch() as batch,
+    ):
         reader = PartReader(folder, toc, progress.update)
         for sha256, size in read_members(reader):
             if sha256 not in expected or sha256 in seen:
@@ -159,7 +162,7 @@ def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) 
             if store.has(sha256):
                 _skip(reader, size)
             else:
-                with store.writer(sha256, size) as writer:
+                with batch.writer(sha256, size) as writer:
                     remaining = size
                     while remaining:
                         chunk = reader.read(min(BUFFER, remaining))
@@ -173,9 +176,11 @@ def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) 
             if pad and len(reader.read(pad)) != pad:
                 raise BundleError("payload ends inside tar padding")
         reader.finish()
-    missing = [sha for sha in expected if sha not in seen and not store.has(sha)]
-    if missing:
-        raise BundleError(f"payload lacks {len(missing)} blobs the manifest lists (first: {missing[0]})")
+        missing = [sha for sha in expected if sha not in seen and not store.has(sha)]
+        if missing:
+            raise BundleError(f"payload lacks {len(missing)} blobs the manifest lists (first: {missing[0]})")
+        # Only a payload verified to its end lets its blobs in.
+        batch.commit()
     return new
 
 
@@ -248,7 +253,9 @@ def apply_manifest(session: Session, manifest: Manifest) -> None:
             rid = existing.get((channel.id, removed["name"], removed["version"]))
             if rid is not None:
                 doomed.add(rid)
-    fresh = []
+    release_rows: list[dict[str, Any]] = []
+    artifact_rows: list[list[dict[str, Any]]] = []
+    now = utcnow()
     for rec in manifest.releases:
         channel = channels.get(rec["channel"])
         if channel is None:
@@ -256,32 +263,43 @@ def apply_manifest(session: Session, manifest: Manifest) -> None:
         rid = existing.get((channel.id, rec["name"], rec["version"]))
         if rid is not None:
             doomed.add(rid)
-        release = Release(
-            channel_id=channel.id,
-            name=rec["name"],
-            display_name=rec["display_name"],
-            version=rec["version"],
-            state=ReleaseState.ACTIVE,
-            gate=_gate(rec.get("gate", "allowed")),
-            gate_reason=rec.get("gate_reason", ""),
-            declared_license=rec.get("declared_license", ""),
-            meta=rec.get("meta") or {},
+        release_rows.append(
+            {
+                "channel_id": channel.id,
+                "name": rec["name"],
+                "display_name": rec["display_name"],
+                "version": rec["version"],
+                "state": ReleaseState.ACTIVE,
+                "gate": _gate(rec.get("gate", "allowed")),
+                "gate_reason": rec.get("gate_reason", ""),
+                "declared_license": rec.get("declared_license", ""),
+                "meta": rec.get("meta") or {},
+                "first_seen": now,
+                "updated_at": now,
+            }
         )
-        release.artifacts = [
-            Artifact(
-                filename=a["filename"],
-                url=str(a.get("url", "")),
-                sha256=a["sha256"],
-                size=a.get("size"),
-                state=ArtifactState.STORED,
-                meta=a.get("meta") or {},
-            )
-            for a in rec["artifacts"]
-        ]
-        fresh.append(release)
+        artifact_rows.append(
+            [
+                {
+                    "filename": a["filename"],
+                    "url": str(a.get("url", "")),
+                    "sha256": a["sha256"],
+                    "size": a.get("size"),
+                    "state": ArtifactState.STORED,
+                    "error": "",
+                    "meta": a.get("meta") or {},
+                }
+                for a in rec["artifacts"]
+            ]
+        )
     _delete_releases(session, sorted(doomed))
-    session.add_all(fresh)
-    session.flush()
+    if not release_rows:
+        return
+    # Bulk INSERT ... RETURNING in parameter order: thousands of releases in a few statements.
+    ids = session.scalars(insert(Release).returning(Release.id, sort_by_parameter_order=True), release_rows).all()
+    rows = [{**artifact, "release_id": rid} for rid, artifacts in zip(ids, artifact_rows, strict=True) for artifact in artifacts]
+    if rows:
+        session.execute(insert(Artifact), rows)
 
 
 def catch_up_publishing(app: AppContext) -> bool:

@@ -104,3 +104,40 @@ def test_kill_during_write_leaves_no_visible_blob(tmp_path: Path) -> None:
     assert len(list(store.tmp_dir.iterdir())) == 1
     assert store.clean_stale_temporaries(older_than_s=0) == 1
     assert list(store.tmp_dir.iterdir()) == []
+
+
+def _batch_write(batch, data: bytes, expected: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    with batch.writer(expected, len(data) if expected else None) as w:
+        w.write(data)
+        return w.commit()
+
+
+def test_a_batch_shows_its_blobs_only_once_committed(blob_store: BlobStore) -> None:
+    with blob_store.batch() as batch:
+        first = _batch_write(batch, b"one")
+        second = _batch_write(batch, b"two")
+        _batch_write(batch, b"one")  # the same content twice in a batch is stored once
+        assert not blob_store.has(first) and not blob_store.has(second)
+        assert len(batch) == 2
+        batch.commit()
+    assert blob_store.path(first).read_bytes() == b"one"
+    assert sorted(blob_store.iter_digests()) == sorted([first, second])
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_a_batch_left_by_an_error_stores_nothing(blob_store: BlobStore) -> None:
+    kept = blob_store.put_bytes(b"already here")
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        with blob_store.batch() as batch:
+            _batch_write(batch, b"fine")
+            _batch_write(batch, b"evil", expected=digest(b"good"))
+            batch.commit()
+    assert list(blob_store.iter_digests()) == [kept]
+    assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_a_batch_never_committed_stores_nothing(blob_store: BlobStore) -> None:
+    with blob_store.batch() as batch:
+        _batch_write(batch, b"forgotten")
+    assert list(blob_store.iter_digests()) == []
+    assert list(blob_store.tmp_dir.iterdir()) == []
