@@ -10,6 +10,7 @@ the header, as PEP 691 allows.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -78,6 +79,7 @@ def _quality(offered: str, accepted: list[tuple[str, float]]) -> float:
     return best_q
 
 
+@functools.lru_cache(maxsize=512)  # clients send the same few headers on every request
 def negotiate(accept: str | None, format_param: str | None = None) -> Choice | None:
     """The media type to serve, or None when nothing offered is acceptable (406)."""
     if format_param:

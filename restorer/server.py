@@ -2,9 +2,11 @@
 
 Hot-path design: index pages are pre-generated files (and their gzip twins)
 read through the live ``current`` symlink, cached in memory per generation
-with a content ETag; package files go out with ``FileResponse`` (sendfile,
-Range, ETag/304). No database query happens while serving the index, so
-any number of worker processes can share one listening socket.
+with a content ETag; package files up to a few MiB are answered from memory
+too (``restorer.filecache``), larger ones and Range or conditional requests
+go out with ``FileResponse`` (sendfile, Range, ETag/304). No database query
+happens while serving the index, so any number of worker processes can
+share one listening socket.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from packaging.utils import canonicalize_name
 
 from reservoir.context import AppContext
 from restorer.auth import Account, AccountStore, Authenticator, AuthMode
-from restorer.negotiation import negotiate
+from restorer.filecache import FileCache
+from restorer.negotiation import Choice, negotiate
 from restorer.publish.tree import live_generation
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,9 @@ APP_KEY = web.AppKey("site", "SiteState")
 class CachedPage:
     body: bytes
     etag: str
+    # Everything a 200 answer carries but the body, built once per page.
+    headers: dict[str, str]
+    not_modified_headers: dict[str, str]
 
 
 @dataclass
@@ -49,22 +55,26 @@ class PageCache:
     _entries: OrderedDict[tuple[str, str, bool], CachedPage] = field(default_factory=OrderedDict)
     _generation: str = ""
 
-    def get(self, generation: Path, relative: str, gzip: bool) -> CachedPage | None:
+    def get(self, generation: Path, relative: str, choice: Choice, gzip: bool) -> CachedPage | None:
         if generation.name != self._generation:
             self._entries.clear()
             self._generation = generation.name
-        key = (generation.name, relative, gzip)
+        key = (relative, choice.page_name, gzip)
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
             return entry
-        path = generation / (relative + ".gz" if gzip else relative)
+        path = generation / relative / (choice.page_name + ".gz" if gzip else choice.page_name)
         try:
             body = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        entry = CachedPage(body, etag)
+        common = {"ETag": etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "max-age=60"}
+        headers = {**common, "Content-Type": choice.content_type}
+        if gzip:
+            headers["Content-Encoding"] = "gzip"
+        entry = CachedPage(body, etag, headers, common)
         self._entries[key] = entry
         if len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
@@ -77,6 +87,7 @@ class SiteState:
     authenticator: Authenticator
     app_context: AppContext | None = None
     pages: PageCache = field(default_factory=PageCache)
+    files: FileCache = field(default_factory=FileCache)
 
     @property
     def pypi_root(self) -> Path:
@@ -97,38 +108,38 @@ def _unauthorized(message: str = "authentication required") -> web.Response:
 
 def _serve_page(request: web.Request, relative_dir: str) -> web.StreamResponse:
     state = _state(request)
-    choice = negotiate(request.headers.get("Accept"), request.query.get("format"))
+    choice = negotiate(request.headers.get("Accept"), request.query.get("format") if request.query_string else None)
     if choice is None:
         return web.Response(status=406, text="none of the offered media types is acceptable\n")
     generation = live_generation(state.pypi_root)
     if generation is None:
         return web.Response(status=404, text="nothing is published on this site yet\n")
-    gzip = _accepts_gzip(request)
-    page = state.pages.get(generation, f"{relative_dir}{choice.page_name}", gzip)
+    page = state.pages.get(generation, relative_dir, choice, _accepts_gzip(request))
     if page is None:
         return web.Response(status=404, text="not found\n")
-    headers = {"ETag": page.etag, "Vary": "Accept, Accept-Encoding", "Cache-Control": "max-age=60"}
     if page.etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers=headers)
-    if gzip:
-        headers["Content-Encoding"] = "gzip"
-    headers["Content-Type"] = choice.content_type
-    return web.Response(body=page.body, headers=headers)
+        return web.Response(status=304, headers=page.not_modified_headers)
+    return web.Response(body=page.body, headers=page.headers)
 
 
 async def simple_root(request: web.Request) -> web.StreamResponse:
-    return _serve_page(request, "simple/")
+    return _serve_page(request, "simple")
 
 
 async def simple_project(request: web.Request) -> web.StreamResponse:
     project = request.match_info["project"]
-    normalized = canonicalize_name(project)
+    normalized = _normalized(project)
     if project != normalized or not request.path.endswith("/"):
         location = f"/pypi/simple/{normalized}/"
         if request.query_string:
             location += "?" + request.query_string
         raise web.HTTPMovedPermanently(location)
-    return _serve_page(request, f"simple/{normalized}/")
+    return _serve_page(request, f"simple/{normalized}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized(project: str) -> str:
+    return canonicalize_name(project)
 
 
 async def package_file(request: web.Request) -> web.StreamResponse:
@@ -136,14 +147,24 @@ async def package_file(request: web.Request) -> web.StreamResponse:
     filename = request.match_info["filename"]
     if not SHA256_RE.match(sha256) or "/" in filename or filename in ("", ".", ".."):
         raise web.HTTPNotFound()
-    generation = live_generation(_state(request).pypi_root)
+    state = _state(request)
+    generation = live_generation(state.pypi_root)
     if generation is None:
         raise web.HTTPNotFound()
-    path = generation / "files" / sha256 / filename
+    relative = f"files/{sha256}/{filename}"
+    if not any(h in request.headers for h in _REGULAR_PATH_HEADERS):
+        cached = state.files.get(generation, relative, _FILE_HEADERS)
+        if cached is not None:
+            return web.Response(body=cached.body, headers=cached.headers)
+    path = generation / relative
     if not path.is_file():
         raise web.HTTPNotFound()
-    headers = {"Cache-Control": "max-age=31536000, immutable"}
-    return web.FileResponse(path, headers=headers)
+    return web.FileResponse(path, headers=_FILE_HEADERS)
+
+
+_FILE_HEADERS = {"Cache-Control": "max-age=31536000, immutable"}
+# What FileResponse answers (partial content, 304, 412) rather than the cache.
+_REGULAR_PATH_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
 
 
 async def health(_request: web.Request) -> web.Response:

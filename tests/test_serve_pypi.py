@@ -131,6 +131,41 @@ def test_files_support_range_requests(served: RunningServer, site: AppContext) -
     assert status == 304
 
 
+def test_files_from_memory_answer_as_the_file_path_does(served: RunningServer) -> None:
+    _, _, body = request(served, "/pypi/simple/gamma/", {"Accept": PIP_ACCEPT})
+    path = "/pypi/" + json.loads(body)["files"][0]["url"].removeprefix("../../")
+    request(served, path)  # fills the worker's file cache
+    status, cached, from_memory = request(served, path)
+    # A condition that holds sends the whole file through FileResponse instead.
+    status_file, regular, from_file = request(served, path, {"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"})
+    assert status == status_file == 200 and from_memory == from_file
+    for header in ("etag", "last-modified", "content-type", "content-length", "cache-control", "accept-ranges"):
+        assert cached[header] == regular[header], header
+    assert request(served, path, {"If-None-Match": cached["etag"]})[0] == 304
+    status, head, empty = request(served, path, method="HEAD")
+    assert status == 200 and empty == b"" and head["content-length"] == str(len(from_memory))
+
+
+def test_file_cache_bounds_and_generations(tmp_path: Path) -> None:
+    from restorer.filecache import FileCache
+
+    first, second = tmp_path / "gen-1", tmp_path / "gen-2"
+    for generation in (first, second):
+        (generation / "files").mkdir(parents=True)
+        for name, size in (("a", 10), ("b", 10), ("big", 100)):
+            (generation / "files" / name).write_bytes(generation.name.encode()[-1:] * size)
+    cache = FileCache(max_file_bytes=50, capacity_bytes=15)
+    assert cache.get(first, "files/big", {}) is None  # too large: the regular path serves it
+    assert cache.get(first, "files/missing", {}) is None
+    assert cache.get(first, "files", {}) is None  # a folder
+    a = cache.get(first, "files/a", {"X": "y"})
+    assert a is not None and a.body == b"1" * 10 and a.headers["X"] == "y"
+    cache.get(first, "files/b", {})
+    assert list(cache._entries) == ["files/b"]  # capacity 15 bytes: "a" was evicted
+    again = cache.get(second, "files/b", {})
+    assert again is not None and again.body == b"2" * 10  # a new generation starts afresh
+
+
 def _add_user(home: Path, name: str, password: str, *flags: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "reservoir", "--home", str(home), "users", "add", name, "--password-stdin", *flags],
