@@ -13,14 +13,13 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import click
 from aiohttp import web
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from reservoir import aio
 from reservoir.context import AppContext
 from reservoir.errors import ConfigError
 from reservoir.schedule import JobSpec, install_jobs, make_scheduler
@@ -75,17 +74,7 @@ def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path |
         await stop.wait()
         await runner.cleanup()
 
-    run_event_loop(main())
-
-
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop where it is installed: it nearly doubles aiohttp's requests per second (BENCHMARKS.md)."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
+    aio.run(main())
 
 
 def _start_watcher(app_context: AppContext, interval: float) -> BackgroundScheduler | None:
