@@ -1,10 +1,12 @@
 """Bundle throughput: `reservoir export` + `reservoir import` against `tar cf` + `tar xf` of the same files.
 
-    .venv/bin/python benchmarks/bundle.py [--mib 384] [--runs 3]
+    .venv/bin/python benchmarks/bundle.py [--mib 384] [--runs 3] [--real DIR]
 
 Builds a hub under .bench/bundle/ holding a mix of package-sized random
-files (a few large wheels, many small ones, as real closures are), one
-release per file. Each run times, as whole commands a user would type:
+files (half the bytes in 4 MiB files, half in 64 KiB ones: many small
+files, the hard case), or with --real DIR real wheels taken from DIR in
+name order up to --mib MiB; one release per file. Each run times, as whole
+commands a user would type:
 
 - reservoir: `export --full` on the hub, then `import` into a fresh site
   (verifying every part and blob, applying the catalog, publishing the
@@ -37,10 +39,20 @@ from reservoir.models import Artifact, ArtifactState, Channel, Release  # noqa: 
 WORK = ROOT / ".bench" / "bundle"
 
 
-def build_hub(mib: int) -> tuple[Path, list[Path], int]:
-    """A hub with `mib` MiB of random files: 1/2 in 4 MiB files, 1/2 in 64 KiB files."""
+def real_wheels(folder: Path, mib: int) -> list[Path]:
+    chosen, total = [], 0
+    for path in sorted(folder.glob("*.whl")):
+        if total >= mib << 20:
+            break
+        chosen.append(path)
+        total += path.stat().st_size
+    return chosen
+
+
+def build_hub(mib: int, real: Path | None) -> tuple[Path, list[Path], int]:
+    """A hub with `mib` MiB of files: random ones (1/2 in 4 MiB files, 1/2 in 64 KiB files) or real wheels."""
     hub = WORK / "hub"
-    marker = WORK / f"hub-{mib}.ready"
+    marker = WORK / (f"hub-{mib}.ready" if real is None else f"hub-{mib}-{real.name}.ready")
     if marker.exists():
         app = AppContext(home_root=hub)
         files = sorted(app.blobs.root.glob("??/??/*"))
@@ -50,12 +62,15 @@ def build_hub(mib: int) -> tuple[Path, list[Path], int]:
     home = create_home(hub, "hub")
     create_signing_key(home.keys_dir)
     app = AppContext(home_root=hub)
-    sizes = [4 << 20] * (mib // 8) + [64 << 10] * (mib * 8)
+    sources: list[Path | int] = [*real_wheels(real, mib)] if real else [4 << 20] * (mib // 8) + [64 << 10] * (mib * 8)
     with app.db.transaction() as s:
         channel = Channel(name="bench", kind="pypi", upstream="file:///bench", options={})
         s.add(channel)
-        for i, size in enumerate(sizes):
-            sha = app.blobs.put_bytes(os.urandom(size))
+        for i, source in enumerate(sources):
+            if isinstance(source, Path):
+                sha, size = app.blobs.put_file(source), source.stat().st_size
+            else:
+                sha, size = app.blobs.put_bytes(os.urandom(source)), source
             release = Release(channel=channel, name=f"pkg{i}", display_name=f"pkg{i}", version="1.0", meta={})
             release.artifacts.append(
                 Artifact(filename=f"pkg{i}-1.0-py3-none-any.whl", sha256=sha, size=size, state=ArtifactState.STORED,
@@ -117,8 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=384)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--real", type=Path, default=None, help="a folder of real wheels to use instead of random files")
     args = parser.parse_args()
-    hub, files, total = build_hub(args.mib)
+    hub, files, total = build_hub(args.mib, args.real)
     print(f"payload: {len(files)} files, {total / 2**20:.0f} MiB; {args.runs} runs each, medians", flush=True)
     results: dict[str, list[tuple[float, float]]] = {"reservoir": [], "tar": [], "tar+sync": []}
     for run in range(args.runs):

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from reservoir.blobs import fsync_dir
+from reservoir.blobs import fsync_dir, sync_filesystem
 
 CURRENT = "current"
 GENERATION_PREFIX = "gen-"
@@ -61,6 +61,10 @@ def publish_tree(root: Path, build: Callable[[Path], None], *, keep: int = 3, gr
     staging.mkdir()
     try:
         build(staging)
+        # Its pages must be on disk before it goes live: after a power cut the
+        # live tree must not hold empty or torn index files. One syncfs covers
+        # every file of the build.
+        sync_filesystem(staging)
         generation = root / _new_generation_name()
         os.rename(staging, generation)
     except BaseException:
