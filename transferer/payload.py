@@ -2,7 +2,9 @@
 
 Writing hashes each part as it is written (no second pass); reading
 streams the parts back as one tar stream, hashing each part as it is read,
-so one pass both extracts and verifies. The tar is standard (ustar): an
+so one pass both extracts and verifies. Part hashes run on a thread of
+their own (hashlib releases the GIL), beside the reads, writes and blob
+hashes of the main thread. The tar is standard (ustar): an
 operator can inspect it with `cat payload.tar.* | tar t`.
 """
 
@@ -12,6 +14,7 @@ import hashlib
 import os
 import tarfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +26,34 @@ BLOCK = 512
 BUFFER = 4 << 20
 
 
+class BackgroundHash:
+    """A sha256 fed on a worker thread, one chunk ahead of the caller at most.
+
+    ``update`` waits for the previous chunk's hash before handing over the
+    next, so a caller alternating between two buffers may refill the one
+    handed over two calls ago.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-hash")
+        self._pending: Future[None] | None = None
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._wait()
+        self._pending = self._executor.submit(self._hash.update, data)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def hexdigest(self) -> str:
+        self._wait()
+        self._executor.shutdown()
+        return self._hash.hexdigest()
+
+
 @dataclass
 class PartWriter:
     """Writes a byte stream into `payload.tar.NNN` files of at most `part_size` bytes."""
@@ -31,14 +62,14 @@ class PartWriter:
     part_size: int
     parts: list[PartRef] = field(default_factory=list)
     _file: BinaryIO | None = field(default=None, init=False)
-    _hash: hashlib._Hash | None = field(default=None, init=False)
+    _hash: BackgroundHash | None = field(default=None, init=False)
     _written: int = field(default=0, init=False)
 
     def _open_next(self) -> None:
         self._close_current()
         name = f"{PART_PREFIX}{len(self.parts):03d}"
         self._file = open(self.folder / name, "wb", buffering=0)
-        self._hash = hashlib.sha256()
+        self._hash = BackgroundHash()
         self._written = 0
         self.parts.append(PartRef(name, 0, ""))
 
@@ -59,8 +90,8 @@ class PartWriter:
             assert self._file is not None and self._hash is not None
             room = self.part_size - self._written
             chunk = view[:room]
-            self._file.write(chunk)
             self._hash.update(chunk)
+            self._file.write(chunk)
             self._written += len(chunk)
             view = view[len(chunk) :]
 
@@ -80,7 +111,9 @@ def _member_header(sha256: str, size: int) -> bytes:
 
 
 def write_payload(store: BlobStore, digests: list[str], writer: PartWriter, on_bytes: Callable[[int], None]) -> None:
-    buffer = bytearray(BUFFER)
+    # Two buffers in turn: the part hash may still be reading the one written last (see BackgroundHash).
+    buffers = (bytearray(BUFFER), bytearray(BUFFER))
+    turn = 0
     for sha256 in digests:
         path = store.path(sha256)
         size = path.stat().st_size
@@ -88,6 +121,8 @@ def write_payload(store: BlobStore, digests: list[str], writer: PartWriter, on_b
         with open(path, "rb", buffering=0) as f:
             remaining = size
             while remaining:
+                buffer = buffers[turn]
+                turn ^= 1
                 n = f.readinto(buffer)
                 if not n:
                     raise BundleError(f"blob {sha256} shrank while being exported")
@@ -109,7 +144,7 @@ class PartReader:
     on_bytes: Callable[[int], None] = lambda n: None
     _index: int = field(default=-1, init=False)
     _file: BinaryIO | None = field(default=None, init=False)
-    _hash: hashlib._Hash | None = field(default=None, init=False)
+    _hash: BackgroundHash | None = field(default=None, init=False)
     _read: int = field(default=0, init=False)
 
     def _next_part(self) -> bool:
@@ -122,7 +157,7 @@ class PartReader:
             self._file = open(self.folder / part.name, "rb", buffering=0)
         except FileNotFoundError:
             raise BundleError(f"part {part.name} is missing") from None
-        self._hash = hashlib.sha256()
+        self._hash = BackgroundHash()
         self._read = 0
         return True
 
@@ -140,13 +175,14 @@ class PartReader:
 
     def read(self, n: int) -> bytes:
         """Exactly `n` bytes, or fewer only at the end of the last part."""
-        out = bytearray()
-        while len(out) < n:
+        pieces: list[bytes] = []
+        got = 0
+        while got < n:
             if self._file is None and not self._next_part():
                 break
             assert self._file is not None and self._hash is not None
             part = self.toc.parts[self._index]
-            want = min(n - len(out), part.size - self._read)
+            want = min(n - got, part.size - self._read)
             chunk = self._file.read(want) if want else b""
             if not chunk:
                 if self._read < part.size:
@@ -157,8 +193,10 @@ class PartReader:
             self._hash.update(chunk)
             self._read += len(chunk)
             self.on_bytes(len(chunk))
-            out += chunk
-        return bytes(out)
+            pieces.append(chunk)
+            got += len(chunk)
+        # Mostly one piece: returned as read, no copy.
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def finish(self) -> None:
         """Check the rest of the parts (hashes included) once the tar stream has ended."""
