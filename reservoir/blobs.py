@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ class BlobWriter:
             raise IntegrityError(f"sha256 mismatch: expected {self.expected_sha256}, got {digest}")
         self.sha256 = digest
         if self.batch is not None:
-            self.batch.add(digest, self._tmp)
+            self.batch.add(digest, self._tmp, self.size)
         elif self.store.place(digest, self._tmp):
             fsync_dir(self.store.path(digest).parent)
         return digest
@@ -268,44 +269,83 @@ class BlobBatch:
     filesystem once, renames them all into place and syncs again, so a
     blob is still never visible before its bytes are on disk. Leaving the
     ``with`` block without a commit (an exception, say) discards them.
-    Until the commit, ``store.has()`` does not see them.
+    Until the commit, ``store.has()`` does not see them; the batch's own
+    ``has``, ``size`` and ``open`` do. Threads may write and commit at once:
+    a commit takes the blobs waiting when it starts.
     """
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
-        self._waiting: dict[str, Path] = {}
+        self._waiting: dict[str, tuple[Path, int]] = {}
+        self._lock = threading.Lock()
 
     def writer(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobWriter:
         writer = self.store.writer(expected_sha256, expected_size)
         writer.batch = self
         return writer
 
-    def add(self, sha256: str, tmp: Path) -> None:
-        if sha256 in self._waiting:
-            tmp.unlink(missing_ok=True)
-        else:
-            self._waiting[sha256] = tmp
+    def put_bytes(self, data: bytes) -> str:
+        with self.writer() as w:
+            w.write(data)
+            return w.commit()
+
+    def add(self, sha256: str, tmp: Path, size: int) -> None:
+        with self._lock:
+            if sha256 in self._waiting:
+                tmp.unlink(missing_ok=True)
+            else:
+                self._waiting[sha256] = (tmp, size)
+
+    def has(self, sha256: str) -> bool:
+        with self._lock:
+            if sha256 in self._waiting:
+                return True
+        return self.store.has(sha256)
+
+    def open(self, sha256: str) -> BinaryIO:
+        """The blob's bytes, from its temporary file while it waits (a commit may rename it meanwhile)."""
+        with self._lock:
+            waiting = self._waiting.get(sha256)
+            if waiting is not None:
+                return open(waiting[0], "rb")
+        return self.store.open(sha256)
+
+    def size(self, sha256: str) -> int:
+        with self._lock:
+            waiting = self._waiting.get(sha256)
+        return waiting[1] if waiting else self.store.size(sha256)
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        with self._lock:
+            return len(self._waiting)
+
+    @property
+    def waiting_bytes(self) -> int:
+        with self._lock:
+            return sum(size for _, size in self._waiting.values())
 
     def commit(self) -> None:
+        with self._lock:
+            taken, self._waiting = self._waiting, {}
+        if not taken:
+            return
         try:
             sync_filesystem(self.store.tmp_dir)
         except OSError as exc:
-            self.abort()
+            for tmp, _ in taken.values():
+                tmp.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
                 raise DiskFull(f"disk full while writing to {self.store.root}", hint="free space and retry") from exc
             raise
-        for sha256, tmp in self._waiting.items():
+        for sha256, (tmp, _) in taken.items():
             self.store.place(sha256, tmp)
-        self._waiting.clear()
         sync_filesystem(self.store.root)
 
     def abort(self) -> None:
-        for tmp in self._waiting.values():
+        with self._lock:
+            taken, self._waiting = self._waiting, {}
+        for tmp, _ in taken.values():
             tmp.unlink(missing_ok=True)
-        self._waiting.clear()
 
     def __enter__(self) -> BlobBatch:
         return self
@@ -314,3 +354,7 @@ class BlobBatch:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.abort()
+
+
+# Where a writer of blobs puts them: straight into the store, or into a batch.
+BlobSink = BlobStore | BlobBatch

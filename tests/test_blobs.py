@@ -141,3 +141,15 @@ def test_a_batch_never_committed_stores_nothing(blob_store: BlobStore) -> None:
         _batch_write(batch, b"forgotten")
     assert list(blob_store.iter_digests()) == []
     assert list(blob_store.tmp_dir.iterdir()) == []
+
+
+def test_a_batch_reads_its_waiting_blobs(blob_store: BlobStore) -> None:
+    with blob_store.batch() as batch:
+        sha = batch.put_bytes(b"waiting")
+        assert batch.has(sha) and not blob_store.has(sha) and batch.size(sha) == 7
+        with batch.open(sha) as waiting:
+            batch.commit()  # a rename under an open file: the reader keeps its bytes
+            assert waiting.read() == b"waiting"
+        with batch.open(sha) as stored:
+            assert stored.read() == b"waiting"
+    assert blob_store.has(sha)

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from reservoir.blobs import BlobStore, BlobWriter
+from reservoir.blobs import BlobSink, BlobWriter
 from reservoir.errors import IntegrityError, ReservoirError
 
 T = TypeVar("T")
@@ -152,7 +152,7 @@ class Fetcher:
     async def get_bytes(self, what: str, url: str) -> bytes:
         return (await self.get_page(what, url)).body
 
-    async def download(self, what: str, url: str, blobs: BlobStore, sha256: str | None,
+    async def download(self, what: str, url: str, blobs: BlobSink, sha256: str | None,
                        size: int | None = None) -> StoredFile:
         """Stream `url` into the blob store, checking `sha256`/`size` on the way.
 
@@ -168,7 +168,7 @@ class Fetcher:
         self.downloaded_bytes += stored.size
         return stored
 
-    async def _download_once(self, what: str, url: str, blobs: BlobStore, sha256: str | None,
+    async def _download_once(self, what: str, url: str, blobs: BlobSink, sha256: str | None,
                              size: int | None) -> StoredFile:
         async with self.session.get(url) as resp:
             if resp.status in RETRY_STATUSES:
@@ -219,7 +219,7 @@ def _read_file_page(what: str, url: str) -> PageResponse:
         raise Unreachable(f"{what}: upstream unreachable: cannot read {path} ({exc.strerror})") from None
 
 
-def _copy_file(what: str, url: str, blobs: BlobStore, sha256: str | None, size: int | None) -> StoredFile:
+def _copy_file(what: str, url: str, blobs: BlobSink, sha256: str | None, size: int | None) -> StoredFile:
     path = file_path(url)
     try:
         source = open(path, "rb")

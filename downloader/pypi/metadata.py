@@ -8,7 +8,7 @@ import tarfile
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from packaging.version import InvalidVersion, Version
 
@@ -95,10 +95,10 @@ def parse_metadata(raw: bytes, what: str) -> CoreMetadata:
     )
 
 
-def read_wheel_metadata(path: Path, what: str) -> bytes:
-    """The bytes of `*.dist-info/METADATA` inside a wheel."""
+def read_wheel_metadata(source: Path | BinaryIO, what: str) -> bytes:
+    """The bytes of `*.dist-info/METADATA` inside a wheel (a path or an open file)."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
             if len(names) != 1:
                 raise BadMetadata(f"{what}: wheel has {len(names)} .dist-info/METADATA files, expected 1")
