@@ -16,9 +16,12 @@ runs, all in this process:
 
 Agreement: a package agrees when the set of license ids of our concluded
 expression equals the set scancode's CLI detected in that package's
-license-bearing files (LICENSE*, COPYING*, NOTICE*, METADATA), scancode's
-vague ids (`licenses.verdict.VAGUE_IDS`: unknown-license-reference and the
-like) left out on both sides. Each package that differs is printed with where
+license-bearing files (LICENSE*, COPYING*, NOTICE*, COPYRIGHT*, and the
+header fields of the top-level METADATA: License, License-Expression,
+Classifier), scancode's vague ids (`licenses.verdict.VAGUE_IDS`:
+unknown-license-reference and the like) left out on both sides. METADATA's
+body is the project's README, whose license mentions are mostly about other
+software; the strict figure, whole METADATA read, is printed too. Each package that differs is printed with where
 each side's ids came from (our declaration and scanned files; the CLI's ids per
 file); --json FILE writes that for every package.
 """
@@ -34,7 +37,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -122,10 +125,14 @@ def our_details(app: AppContext) -> dict[str, dict[str, object]]:
     return out
 
 
-def scancode_cli(wheels: list[Path], work: Path) -> tuple[float, dict[str, dict[str, set[str]]], int, int]:
+PerFile = dict[str, dict[str, set[str]]]
+
+
+def scancode_cli(wheels: list[Path], work: Path) -> tuple[float, PerFile, PerFile, int, int]:
     """Time the CLI on the unpacked wheels; per package, the ids it found in each license-bearing file.
 
-    Also returns how many files it scanned and how many it reported errors for (a timeout is an error)."""
+    Returned twice: with METADATA's header fields only, and with the whole METADATA (README body
+    included); also how many files it scanned and how many it reported errors for (timeouts included)."""
     tree = work / "unpacked"
     names = []
     for wheel in wheels:
@@ -138,11 +145,13 @@ def scancode_cli(wheels: list[Path], work: Path) -> tuple[float, dict[str, dict[
     start = time.perf_counter()
     # Not check=True: scancode exits 1 when any file had a scan error (timeouts included) but still
     # writes its JSON; those files are counted and printed instead of losing the whole run.
-    done = subprocess.run([str(scancode), "--license", "--json", str(out), "-n", "2", "--quiet", str(tree)])
+    done = subprocess.run([str(scancode), "--license", "--json", str(out), "-n", "2", "--quiet", str(tree)],
+                          check=False)
     elapsed = time.perf_counter() - start
     if not out.exists():
         raise SystemExit(f"scancode exited {done.returncode} without writing {out}")
     found: dict[str, dict[str, set[str]]] = {name: {} for name in names}
+    whole: dict[str, dict[str, set[str]]] = {name: {} for name in names}
     scanned = errors = 0
     for entry in json.loads(out.read_text())["files"]:
         parts = Path(entry["path"]).parts
@@ -153,9 +162,26 @@ def scancode_cli(wheels: list[Path], work: Path) -> tuple[float, dict[str, dict[
         if entry.get("scan_errors"):
             errors += 1
             print(f"  scancode CLI error on {parts[1]}/{member}: {entry['scan_errors'][0][:200]}")
-        if is_license_bearing(member):
-            found[parts[1]][member] = ids_of(entry.get("detected_license_expression_spdx"))
-    return elapsed, found, scanned, errors
+        if not is_license_bearing(member):
+            continue
+        whole[parts[1]][member] = ids_of(entry.get("detected_license_expression_spdx"))
+        if PurePosixPath(member).name != "METADATA":
+            found[parts[1]][member] = whole[parts[1]][member]
+            continue
+        # METADATA: only what the CLI matched in the header fields (License, License-Expression,
+        # Classifier); the body is the project's README, which our vetter does not read as a declaration.
+        header_lines = header_length(tree / parts[1] / member)
+        found[parts[1]][member] = {
+            i for detection in entry.get("license_detections") or [] for match in detection.get("matches") or []
+            if (match.get("start_line") or 0) <= header_lines for i in ids_of(match.get("license_expression_spdx"))
+        }
+    return elapsed, found, whole, scanned, errors
+
+
+def header_length(metadata: Path) -> int:
+    """How many lines a METADATA file's RFC 822 header takes (up to the first empty line)."""
+    lines = metadata.read_text(encoding="utf-8", errors="replace").splitlines()
+    return next((n for n, line in enumerate(lines) if not line.strip()), len(lines))
 
 
 def union(per_file: dict[str, set[str]]) -> set[str]:
@@ -206,28 +232,38 @@ def main() -> None:
         app.close()
         print(f"reservoir warm done: {', '.join(f'{t:.3f}' for t in warm_runs)} s; running the scancode CLI",
               flush=True)
-        peer, theirs, scanned, errors = scancode_cli(wheels, work)
+        peer, theirs, theirs_whole, scanned, errors = scancode_cli(wheels, work)
         shutil.rmtree(work / "unpacked", ignore_errors=True)
     agree = [name for name in ours if ours[name] == union(theirs.get(name, {}))]
+    agree_whole = [name for name in ours if ours[name] == union(theirs_whole.get(name, {}))]
     disagree = sorted(set(ours) - set(agree))
     print(f"packages: {len(wheels)} wheels, {packed_mb:.1f} MB ({members} files, {unpacked_mb:.1f} MB unpacked)")
     print(f"scancode CLI (--license -n 2):       {peer:8.2f} s   ({scanned} files, {errors} with scan errors)")
     print(f"reservoir vet, cold cache:           {cold:8.2f} s   {peer / cold:6.1f}x faster")
     print(f"reservoir vet, warm cache (median):  {warm:8.3f} s   {peer / warm:6.1f}x faster")
-    print(f"agreement on concluded license ids:  {len(agree)}/{len(ours)} = {100 * len(agree) / len(ours):.1f}%")
+    print(f"agreement on concluded license ids:  {len(agree)}/{len(ours)} = {100 * len(agree) / len(ours):.1f}%"
+          "   (CLI ids from license files + METADATA header fields)")
+    print(f"  strict, whole METADATA read:       {len(agree_whole)}/{len(ours)} = "
+          f"{100 * len(agree_whole) / len(ours):.1f}%   (README body in METADATA included)")
     for name in disagree:
         mine, peer_files = details[name], theirs.get(name, {})
         print(f"  differs: {name}: ours {sorted(ours[name])} scancode {sorted(union(peer_files))}")
-        print(f"    ours: declared {mine['declared_raw']!r} -> {mine['declared']}; detected {mine['detected']}; "
+        print(f"    ours: declared {mine['declared_raw'][:120]!r} -> {mine['declared']}; detected {mine['detected']}; "
               f"files {mine['files']}")
         print(f"    scancode CLI files: { {m: sorted(i) for m, i in peer_files.items()} }")
+    for name in sorted(set(agree) - set(agree_whole)):
+        extra = union(theirs_whole[name]) - ours[name]
+        print(f"  agrees on declarations, README body differs: {name}: ours {sorted(ours[name])}, "
+              f"the CLI also matched {sorted(extra)} in the METADATA body")
     if args.json:
         args.json.write_text(json.dumps({
-            name: {"agrees": name in agree, "ours": sorted(ours[name]), "scancode": sorted(union(theirs.get(name, {}))),
-                   **details[name], "scancode_files": {m: sorted(i) for m, i in theirs.get(name, {}).items()}}
+            name: {"agrees": name in agree, "agrees_whole_metadata": name in agree_whole, "ours": sorted(ours[name]),
+                   "scancode": sorted(union(theirs.get(name, {}))),
+                   "scancode_whole_metadata": sorted(union(theirs_whole.get(name, {}))), **details[name],
+                   "scancode_files": {m: sorted(i) for m, i in theirs.get(name, {}).items()},
+                   "scancode_files_whole_metadata": {m: sorted(i) for m, i in theirs_whole.get(name, {}).items()}}
             for name in sorted(ours)
         }, indent=1))
-
 
 if __name__ == "__main__":
     main()
