@@ -12,6 +12,9 @@ from typing import BinaryIO
 
 # Basenames that carry license terms or declarations (case-insensitive).
 LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|notice|copyright|unlicense)([._-].*)?$", re.IGNORECASE)
+# MIT-LICENSE, Apache-LICENSE.txt, ...
+LICENSE_SUFFIX = re.compile(r"^[A-Za-z0-9.+]+[_-](licen[cs]e|copying)(\.(txt|md|rst))?$", re.IGNORECASE)
+NOT_LICENSE_SUFFIXES = (".py", ".pyc", ".c", ".h", ".html")
 METADATA_FILE = re.compile(r"^(METADATA|PKG-INFO|DESCRIPTION)$")
 DEBIAN_COPYRIGHT = "debian/copyright"
 # A license text is small; anything bigger is not one (and must not fill memory).
@@ -46,7 +49,22 @@ def is_license_bearing(member: str) -> bool:
     if METADATA_FILE.match(path.name):
         # Only the package's own metadata, not a vendored project's PKG-INFO deep inside.
         return len(path.parts) <= 2
-    return bool(LICENSE_FILE.match(path.name)) and not path.name.endswith((".py", ".pyc", ".c", ".h", ".html"))
+    if path.name.endswith(NOT_LICENSE_SUFFIXES):
+        return False
+    if _in_license_folder(path):
+        return True
+    return bool(LICENSE_FILE.match(path.name) or LICENSE_SUFFIX.match(path.name))
+
+
+def _in_license_folder(path: PurePosixPath) -> bool:
+    """PEP 639 puts license files, whatever their names, under .dist-info/licenses/; REUSE under LICENSES/."""
+    folders = path.parts[:-1]
+    for i, folder in enumerate(folders):
+        if folder == "licenses" and i > 0 and folders[i - 1].endswith(".dist-info"):
+            return True
+        if folder == "LICENSES" and i <= 1:  # at the top of a wheel or an sdist
+            return True
+    return False
 
 
 def license_files(filename: str, stream: BinaryIO) -> list[LicenseFile]:

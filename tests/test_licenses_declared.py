@@ -146,3 +146,29 @@ def test_bad_policy_is_one_line_config_error(section: dict[str, object]) -> None
     with pytest.raises(ConfigError) as info:
         load_policy(section)
     assert "\n" not in str(info.value) and "reservoir.toml" in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "spdx"), [
+    ("BSD 3-Clause License", "BSD-3-Clause"),
+    ("GNU General Public License (GPL)", "GPL-1.0-or-later"),
+])
+def test_more_legacy_names(name: str, spdx: str) -> None:
+    assert to_spdx(name) == spdx
+
+
+@pytest.mark.parametrize(("member", "bearing"), [
+    ("pydot-4.0.dist-info/licenses/LICENSES/Python-2.0.txt", True),  # PEP 639: any name under licenses/
+    ("meson_python-0.18.dist-info/licenses/LICENSES/MIT.txt", True),
+    ("LICENSES/Apache-2.0.txt", True),  # REUSE
+    ("orderly_set-5.4.dist-info/MIT-LICENSE", True),
+    ("pkg-1.0.dist-info/LICENSE.txt", True),
+    ("pkg/licenses/__init__.py", False),  # code, not a license text
+    ("pkg/deep/inside/licenses/data.json", False),  # a package's own folder named licenses
+    ("licenses/data/rules.yml", False),
+    ("pkg/license_check.py", False),
+    ("pkg/models.txt", False),
+])
+def test_license_bearing_members(member: str, bearing: bool) -> None:
+    from licenses.files import is_license_bearing
+
+    assert is_license_bearing(member) is bearing
