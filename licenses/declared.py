@@ -134,18 +134,56 @@ def join_or(expressions: list[str]) -> str | None:
 
 # --- PyPI -------------------------------------------------------------------
 
+# Classifiers that name a family, not one license: consistent with any member of it.
+CLASSIFIER_FAMILIES: dict[str, tuple[str, ...]] = {
+    "License :: OSI Approved :: BSD License": ("BSD-",),
+    "License :: OSI Approved :: Apache Software License": ("Apache-",),
+    "License :: OSI Approved :: Python Software Foundation License": ("PSF-", "Python-"),
+}
+
+
 def declared_pypi(license_expression: str | None, license_text: str | None, classifiers: list[str]) -> Declared | None:
-    """PEP 639 License-Expression first, then the License field, then trove classifiers."""
+    """PEP 639 License-Expression first, then the License field, then trove classifiers.
+
+    A License field is read together with the classifiers: one that names
+    another license (``License: BSD`` beside ``License :: Other/Proprietary
+    License``) is ANDed in, so the conflict reaches the verdict instead of
+    being dropped.
+    """
+    licensed = [c for c in classifiers if c.startswith("License ::")]
     if license_expression and license_expression.strip():
         return Declared(license_expression.strip(), spdx_expression(license_expression), "License-Expression")
     if license_text and license_text.strip() and license_text.strip().upper() not in ("UNKNOWN", "NONE"):
-        return Declared(license_text.strip(), to_spdx(license_text), "License")
-    licensed = [c for c in classifiers if c.startswith("License ::")]
+        spdx = to_spdx(license_text)
+        others = _classifiers_beyond(spdx, licensed)
+        if not others:
+            return Declared(license_text.strip(), spdx, "License")
+        raw = "; ".join([license_text.strip(), *others])
+        return Declared(raw, join_and([spdx, *(CLASSIFIERS[c] for c in others)]) if spdx else None, "License+Classifier")
     if licensed:
         mapped = [CLASSIFIERS.get(c) for c in licensed]
         spdx = join_or([m for m in mapped if m]) if all(mapped) else None
         return Declared("; ".join(licensed), spdx, "Classifier")
     return None
+
+
+def _classifiers_beyond(spdx: str | None, classifiers: list[str]) -> list[str]:
+    """The license classifiers naming a license that the expression `spdx` does not contain."""
+    if spdx is None:
+        return []
+    try:
+        ids = {str(key) for key in licensing().license_keys(spdx)}
+    except ExpressionError:
+        return []
+    beyond = []
+    for classifier in classifiers:
+        mapped = CLASSIFIERS.get(classifier)
+        if mapped is None or mapped in ids:  # a vague classifier ("OSI Approved") says nothing more
+            continue
+        if any(i.startswith(CLASSIFIER_FAMILIES.get(classifier, ("\0",))) for i in ids):
+            continue
+        beyond.append(classifier)
+    return beyond
 
 
 def declared_from_metadata(text: str) -> Declared | None:

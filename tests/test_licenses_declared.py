@@ -23,6 +23,13 @@ from reservoir.errors import ConfigError
     (None, None, ["License :: OSI Approved :: MIT License", "License :: OSI Approved :: Apache Software License"],
      "MIT OR Apache-2.0", "Classifier"),
     (None, None, ["License :: OSI Approved"], None, "Classifier"),
+    # A classifier that agrees with the License field, or only names its family, adds nothing.
+    (None, "MIT", ["License :: OSI Approved :: MIT License"], "MIT", "License"),
+    (None, "BSD-2-Clause", ["License :: OSI Approved :: BSD License"], "BSD-2-Clause", "License"),
+    # One that names another license is kept: the conflict reaches the verdict.
+    (None, "BSD", ["License :: Other/Proprietary License"],
+     "BSD-3-Clause AND LicenseRef-scancode-proprietary-license", "License+Classifier"),
+    (None, "WTFPL", ["License :: Public Domain"], "WTFPL AND LicenseRef-scancode-public-domain", "License+Classifier"),
 ])
 def test_pypi_declarations(expression: str | None, license_text: str | None, classifiers: list[str],
                            spdx: str | None, source: str) -> None:
