@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import hashlib
 import os
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -56,14 +57,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _load_syncfs() -> object | None:
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL(None, use_errno=True).syncfs
+        return ctypes.CDLL(None, use_errno=True).syncfs  # type: ignore[no-any-return]
     except (AttributeError, OSError):  # not Linux
         return None
-
-
-_SYNCFS = _load_syncfs()
 
 
 def sync_filesystem(path: Path) -> None:
@@ -72,12 +71,13 @@ def sync_filesystem(path: Path) -> None:
     One journal commit for any number of files, where an fsync per file
     costs one each; falls back to sync(2) where syncfs is missing.
     """
-    if _SYNCFS is None:
+    syncfs = _syncfs()
+    if syncfs is None:
         os.sync()
         return
     fd = os.open(path, os.O_RDONLY)
     try:
-        if _SYNCFS(fd) != 0:  # type: ignore[operator]
+        if syncfs(fd) != 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), str(path))
     finally:
@@ -86,6 +86,10 @@ def sync_filesystem(path: Path) -> None:
 
 class DiskFull(ReservoirError):
     pass
+
+
+def _disk_full(root: Path) -> DiskFull:
+    return DiskFull(f"disk full while writing to {root}", hint="free space and retry")
 
 
 @dataclass
@@ -116,7 +120,7 @@ class BlobWriter:
             self._file.write(data)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"disk full while writing to {self.store.root}", hint="free space and retry") from exc
+                raise _disk_full(self.store.root) from exc
             raise
         self._hash.update(data)
         self.size += len(data)
@@ -131,7 +135,7 @@ class BlobWriter:
         except OSError as exc:
             self.abort()
             if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"disk full while writing to {self.store.root}", hint="free space and retry") from exc
+                raise _disk_full(self.store.root) from exc
             raise
         self._file.close()
         if self.expected_size is not None and self.size != self.expected_size:
@@ -335,7 +339,7 @@ class BlobBatch:
             for tmp, _ in taken.values():
                 tmp.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"disk full while writing to {self.store.root}", hint="free space and retry") from exc
+                raise _disk_full(self.store.root) from exc
             raise
         for sha256, (tmp, _) in taken.items():
             self.store.place(sha256, tmp)
