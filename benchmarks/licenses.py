@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from packaging.utils import canonicalize_name, parse_wheel_filename  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from licenses.categories import license_ids  # noqa: E402
+from licenses.declared import license_ids  # noqa: E402
 from licenses.files import is_license_bearing  # noqa: E402
 from licenses.verdict import VAGUE_IDS  # noqa: E402
 from licenses.vetter import vet  # noqa: E402

@@ -94,11 +94,4 @@ def _category_of_node(node: object) -> Category:
     return Category.UNKNOWN
 
 
-def license_ids(expression: str | None) -> list[str]:
-    """Every license id (exceptions included) an expression names."""
-    if not expression:
-        return []
-    try:
-        return [str(k) for k in licensing().license_keys(expression)]
-    except ExpressionError:
-        return []
+

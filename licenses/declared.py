@@ -167,20 +167,26 @@ def declared_pypi(license_expression: str | None, license_text: str | None, clas
     return None
 
 
-def _classifiers_beyond(spdx: str | None, classifiers: list[str]) -> list[str]:
-    """The license classifiers naming a license that the expression `spdx` does not contain."""
-    if spdx is None:
+def license_ids(expression: str | None) -> list[str]:
+    """Every license id (exceptions included) an expression names."""
+    if not expression:
         return []
     try:
-        ids = {str(key) for key in licensing().license_keys(spdx)}
+        return [str(k) for k in licensing().license_keys(expression)]
     except ExpressionError:
         return []
+
+
+def _classifiers_beyond(spdx: str | None, classifiers: list[str]) -> list[str]:
+    """The license classifiers naming a license that the expression `spdx` does not contain."""
+    ids = license_ids(spdx)
     beyond = []
     for classifier in classifiers:
         mapped = CLASSIFIERS.get(classifier)
-        if mapped is None or mapped in ids:  # a vague classifier ("OSI Approved") says nothing more
+        if not ids or mapped is None or mapped in ids:  # a vague classifier ("OSI Approved") says nothing more
             continue
-        if any(i.startswith(CLASSIFIER_FAMILIES.get(classifier, ("\0",))) for i in ids):
+        family = CLASSIFIER_FAMILIES.get(classifier)
+        if family and any(i.startswith(family) for i in ids):
             continue
         beyond.append(classifier)
     return beyond

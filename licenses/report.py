@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from licenses.categories import Category, license_ids
+from licenses.categories import Category
+from licenses.declared import license_ids
 from licenses.review import blocked_by
 from reservoir.models import Release, ReleaseState
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from licenses.categories import Category, category_of, license_ids
-from licenses.declared import Declared, declared_from_metadata, declared_debian_copyright, join_and, spdx_expression
+from licenses.categories import Category, category_of
+from licenses.declared import (
+    Declared, declared_debian_copyright, declared_from_metadata, join_and, license_ids, spdx_expression,
+)
 from licenses.files import LicenseFile
 
 # Scancode's "there is a license reference here, but I cannot tell which" keys: noise, unless alone.
