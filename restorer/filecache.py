@@ -18,6 +18,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from restorer.wire import header_block
+
 # The same type, ETag and Last-Modified that FileResponse sends for the file,
 # so a client's conditional request on the regular path matches.
 CONTENT_TYPE = "application/octet-stream"
@@ -27,6 +29,7 @@ CONTENT_TYPE = "application/octet-stream"
 class CachedFile:
     body: bytes
     headers: dict[str, str]
+    wire: bytes  # `headers` and Content-Length, encoded for the fast path
 
 
 @dataclass
@@ -65,7 +68,7 @@ class FileCache:
             "Accept-Ranges": "bytes",
             **extra_headers,
         }
-        entry = CachedFile(body, headers)
+        entry = CachedFile(body, headers, header_block(headers, len(body)))
         self._entries[relative] = entry
         self._bytes += len(body)
         while self._bytes > self.capacity_bytes and self._entries:

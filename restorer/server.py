@@ -30,6 +30,7 @@ from restorer.auth import Account, AccountStore, Authenticator, AuthMode
 from restorer.filecache import FileCache
 from restorer.negotiation import Choice, negotiate
 from restorer.publish.tree import live_generation
+from restorer.wire import header_block
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ class CachedPage:
     # Everything a 200 answer carries but the body, built once per page.
     headers: dict[str, str]
     not_modified_headers: dict[str, str]
+    # The same, encoded for the fast path (restorer.fastpath), Content-Length included.
+    wire: bytes
+    wire_not_modified: bytes
 
 
 @dataclass
@@ -74,7 +78,9 @@ class PageCache:
         headers = {**common, "Content-Type": choice.content_type}
         if gzip:
             headers["Content-Encoding"] = "gzip"
-        entry = CachedPage(body, etag, headers, common)
+        entry = CachedPage(
+            body, etag, headers, common, header_block(headers, len(body)), header_block(common, None)
+        )
         self._entries[key] = entry
         if len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
@@ -128,7 +134,7 @@ async def simple_root(request: web.Request) -> web.StreamResponse:
 
 async def simple_project(request: web.Request) -> web.StreamResponse:
     project = request.match_info["project"]
-    normalized = _normalized(project)
+    normalized = normalized_project(project)
     if project != normalized or not request.path.endswith("/"):
         location = f"/pypi/simple/{normalized}/"
         if request.query_string:
@@ -138,7 +144,7 @@ async def simple_project(request: web.Request) -> web.StreamResponse:
 
 
 @functools.lru_cache(maxsize=4096)
-def _normalized(project: str) -> str:
+def normalized_project(project: str) -> str:
     return canonicalize_name(project)
 
 
@@ -152,19 +158,19 @@ async def package_file(request: web.Request) -> web.StreamResponse:
     if generation is None:
         raise web.HTTPNotFound()
     relative = f"files/{sha256}/{filename}"
-    if not any(h in request.headers for h in _REGULAR_PATH_HEADERS):
-        cached = state.files.get(generation, relative, _FILE_HEADERS)
+    if not any(h in request.headers for h in REGULAR_PATH_HEADERS):
+        cached = state.files.get(generation, relative, FILE_HEADERS)
         if cached is not None:
             return web.Response(body=cached.body, headers=cached.headers)
     path = generation / relative
     if not path.is_file():
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers=_FILE_HEADERS)
+    return web.FileResponse(path, headers=FILE_HEADERS)
 
 
-_FILE_HEADERS = {"Cache-Control": "max-age=31536000, immutable"}
+FILE_HEADERS = {"Cache-Control": "max-age=31536000, immutable"}
 # What FileResponse answers (partial content, 304, 412) rather than the cache.
-_REGULAR_PATH_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
+REGULAR_PATH_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
 
 
 async def health(_request: web.Request) -> web.Response:
