@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reservoir.blobs import fsync_dir, sync_filesystem
@@ -33,6 +34,28 @@ def live_generation(root: Path) -> Path | None:
     except (FileNotFoundError, OSError):
         return None
     return root / target
+
+
+@dataclass
+class LiveLink:
+    """`live_generation` for a server that asks on every request: one readlink, no new Path unless it moved."""
+
+    root: Path
+    _link: str = field(default="", init=False)
+    _target: str = field(default="", init=False)
+    _generation: Path | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._link = os.path.join(self.root, CURRENT)
+
+    def generation(self) -> Path | None:
+        try:
+            target = os.readlink(self._link)
+        except OSError:
+            return None
+        if target != self._target or self._generation is None:
+            self._target, self._generation = target, self.root / target
+        return self._generation
 
 
 def _new_generation_name() -> str:
