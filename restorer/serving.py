@@ -24,6 +24,7 @@ from reservoir.context import AppContext
 from reservoir.errors import ConfigError
 from reservoir.schedule import JobSpec, install_jobs, make_scheduler
 from restorer.auth import auth_mode
+from restorer.fastpath import FastPath, IndexAnswers
 from restorer.publish import publish_site
 from restorer.publish.tree import live_generation
 from restorer.server import build_app, site_state
@@ -48,9 +49,10 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None) -> None:
-    """One worker process: an aiohttp server on the shared socket until SIGTERM."""
+    """One worker process on the shared socket until SIGTERM: the fast path first, aiohttp for the rest."""
     mode = auth_mode(app_context.home.section("server").get("auth"))
-    app = build_app(site_state(app_context, mode), mode)
+    state = site_state(app_context, mode)
+    app = build_app(state, mode)
     logger = None
     if access_log is not None:
         logger = logging.getLogger("reservoir.access")
@@ -65,14 +67,19 @@ def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path |
             app, access_log=logger, access_log_format=ACCESS_LOG_FORMAT, handle_signals=False
         )
         await runner.setup()
-        site = web.SockSite(runner, sock)
-        await site.start()
-        stop = asyncio.Event()
+        assert runner.server is not None
+        fast_path = FastPath(IndexAnswers(state, mode), runner.server, logger)
         loop = asyncio.get_running_loop()
+        server = await loop.create_server(fast_path.protocol, sock=sock)
+        sweeper = loop.create_task(fast_path.sweep_idle())
+        stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await runner.cleanup()
+        server.close()
+        sweeper.cancel()
+        fast_path.close_all()
+        await runner.cleanup()  # and the connections aiohttp took over
 
     aio.run(main())
 
