@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from reservoir.directio import DirectFile, StagingBuffer
 from reservoir.errors import IntegrityError, ReservoirError
 
 CHUNK = 1 << 20
@@ -104,7 +105,9 @@ class BlobWriter:
     expected_sha256: str | None = None
     expected_size: int | None = None
     batch: BlobBatch | None = None
-    _file: BinaryIO = field(init=False)
+    # Given: the bytes go around the page cache through this buffer (reservoir.directio).
+    staging: StagingBuffer | None = None
+    _file: BinaryIO | DirectFile = field(init=False)
     _tmp: Path = field(init=False)
     _hash: hashlib._Hash = field(init=False, default_factory=hashlib.sha256)
     size: int = field(init=False, default=0)
@@ -113,9 +116,9 @@ class BlobWriter:
     def __post_init__(self) -> None:
         fd, name = tempfile.mkstemp(dir=self.store.tmp_dir, prefix="blob-")
         self._tmp = Path(name)
-        self._file = os.fdopen(fd, "wb")
+        self._file = DirectFile(fd, self.staging) if self.staging is not None else os.fdopen(fd, "wb")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         try:
             self._file.write(data)
         except OSError as exc:
@@ -137,7 +140,7 @@ class BlobWriter:
             if exc.errno == errno.ENOSPC:
                 raise _disk_full(self.store.root) from exc
             raise
-        self._file.close()
+        self._close()
         if self.expected_size is not None and self.size != self.expected_size:
             self.abort()
             raise IntegrityError(f"size mismatch: expected {self.expected_size} bytes, got {self.size}")
@@ -152,9 +155,21 @@ class BlobWriter:
         return digest
 
     def abort(self) -> None:
-        if not self._file.closed:
+        if isinstance(self._file, DirectFile):
+            self._file.abandon()
+        elif not self._file.closed:
             self._file.close()
+        self._give_back_staging()
         self._tmp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        self._file.close()
+        self._give_back_staging()
+
+    def _give_back_staging(self) -> None:
+        if self.staging is not None and self.batch is not None:
+            self.batch.give_back(self.staging)
+        self.staging = None
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -282,11 +297,24 @@ class BlobBatch:
         self.store = store
         self._waiting: dict[str, tuple[Path, int]] = {}
         self._lock = threading.Lock()
+        self._staging: list[StagingBuffer] = []
 
-    def writer(self, expected_sha256: str | None = None, expected_size: int | None = None) -> BlobWriter:
-        writer = self.store.writer(expected_sha256, expected_size)
-        writer.batch = self
-        return writer
+    def writer(
+        self, expected_sha256: str | None = None, expected_size: int | None = None, *, direct: bool = False
+    ) -> BlobWriter:
+        """A writer into the batch; `direct`: around the page cache (for large blobs written once, read later)."""
+        if expected_sha256 is not None:
+            check_sha256(expected_sha256)
+        staging = None
+        if direct:
+            with self._lock:
+                staging = self._staging.pop() if self._staging else None
+            staging = staging or StagingBuffer()
+        return BlobWriter(self.store, expected_sha256, expected_size, batch=self, staging=staging)
+
+    def give_back(self, staging: StagingBuffer) -> None:
+        with self._lock:
+            self._staging.append(staging)
 
     def put_bytes(self, data: bytes) -> str:
         with self.writer() as w:
@@ -348,8 +376,11 @@ class BlobBatch:
     def abort(self) -> None:
         with self._lock:
             taken, self._waiting = self._waiting, {}
+            staging, self._staging = self._staging, []
         for tmp, _ in taken.values():
             tmp.unlink(missing_ok=True)
+        for buffer in staging:
+            buffer.close()
 
     def __enter__(self) -> BlobBatch:
         return self

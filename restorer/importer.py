@@ -22,7 +22,7 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from reservoir.blobs import BlobStore, DiskFull
+from reservoir.blobs import BlobBatch, BlobStore, DiskFull
 from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
 from reservoir.keys import trusted_keys, verify_signature
@@ -36,6 +36,9 @@ from transferer.payload import BLOCK, BUFFER, PartReader, read_members
 log = logging.getLogger(__name__)
 # Room left on the site's filesystem beyond the payload itself (database, pages).
 SPACE_MARGIN = 16 << 20
+# Blobs at least this large are written around the page cache (reservoir.directio): they are
+# made durable at once and read again only when a client asks. BENCHMARKS.md has the trade.
+DIRECT_MIN_BYTES = 256 << 10
 
 
 class BundleIncomplete(ReservoirError):
@@ -147,12 +150,24 @@ def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) 
     """Stream the payload into the store, verifying parts and blobs; returns how many were new."""
     expected = {b.sha256: b.size for b in manifest.blobs}
     seen: set[str] = set()
-    new = 0
     with (
         Progress(f"importing {manifest.label}", total=toc.payload_size, unit="B", unit_scale=True) as progress,
         store.batch() as batch,
     ):
         reader = PartReader(folder, toc, progress.update)
+        new = _store_members(reader, expected, seen, store, batch)
+        missing = [sha for sha in expected if sha not in seen and not store.has(sha)]
+        if missing:
+            raise BundleError(f"payload lacks {len(missing)} blobs the manifest lists (first: {missing[0]})")
+        # Only a payload verified to its end lets its blobs in.
+        batch.commit()
+    return new
+
+
+def _store_members(reader: PartReader, expected: dict[str, int], seen: set[str], store: BlobStore, batch: BlobBatch) -> int:
+    """Every member of the payload into `batch`, each checked against the manifest; returns how many were new."""
+    new = 0
+    try:
         for sha256, size in read_members(reader):
             if sha256 not in expected or sha256 in seen:
                 raise BundleError(f"payload carries blob {sha256} that the manifest does not list (or twice)")
@@ -162,7 +177,7 @@ def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) 
             if store.has(sha256):
                 _skip(reader, size)
             else:
-                with batch.writer(sha256, size) as writer:
+                with batch.writer(sha256, size, direct=size >= DIRECT_MIN_BYTES) as writer:
                     remaining = size
                     while remaining:
                         chunk = reader.read(min(BUFFER, remaining))
@@ -176,11 +191,8 @@ def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) 
             if pad and len(reader.read(pad)) != pad:
                 raise BundleError("payload ends inside tar padding")
         reader.finish()
-        missing = [sha for sha in expected if sha not in seen and not store.has(sha)]
-        if missing:
-            raise BundleError(f"payload lacks {len(missing)} blobs the manifest lists (first: {missing[0]})")
-        # Only a payload verified to its end lets its blobs in.
-        batch.commit()
+    finally:
+        reader.close()
     return new
 
 

@@ -153,3 +153,20 @@ def test_a_batch_reads_its_waiting_blobs(blob_store: BlobStore) -> None:
         with batch.open(sha) as stored:
             assert stored.read() == b"waiting"
     assert blob_store.has(sha)
+
+
+def test_direct_writers_in_a_batch_verify_and_share_one_staging_buffer(blob_store: BlobStore) -> None:
+    large = os.urandom((5 << 20) + 7)  # more than one staging buffer, and an unaligned tail
+    with blob_store.batch() as batch:
+        with batch.writer(digest(large), len(large), direct=True) as w:
+            w.write(large[:3000])
+            w.write(memoryview(large)[3000:])
+            w.commit()
+        with pytest.raises(IntegrityError, match="sha256 mismatch"), batch.writer(digest(b"good"), direct=True) as bad:
+            bad.write(b"evil")
+            bad.commit()
+        assert len(batch._staging) == 1  # both writers used, and gave back, the same buffer
+        batch.commit()
+    assert blob_store.path(digest(large)).read_bytes() == large
+    assert list(blob_store.iter_digests()) == [digest(large)]
+    assert list(blob_store.tmp_dir.iterdir()) == []
