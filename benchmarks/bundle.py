@@ -14,6 +14,9 @@ commands a user would type:
 - tar: `tar cf` of the same blob files, then `tar xf` into a fresh folder
   (no verification, no fsync), and the same followed by `sync`.
 
+The site is set up (`reservoir init`, trusted key) before the clock starts,
+and every timed step starts after `sync` and a short pause (see `settle`).
+
 Prints medians and the throughput ratio reservoir / tar (goal: >= 0.8).
 """
 
@@ -83,23 +86,39 @@ def build_hub(mib: int, real: Path | None) -> tuple[Path, list[Path], int]:
     return hub, files, sum(p.stat().st_size for p in files)
 
 
+def settle(seconds: float) -> None:
+    """Start each timed step from the same state: earlier writes on disk, freed memory given back.
+
+    On this kind of VM (virtio-balloon with free page reporting) pages freed
+    by deleting the previous run's files go back to the host within about
+    2 s, and touching fresh pages costs 3-10x more than reusing returned
+    ones (BENCHMARKS.md); without a pause, whichever tool ran right after a
+    cleanup was measured on the cheap pages.
+    """
+    subprocess.run(["sync"], check=True)
+    time.sleep(seconds)
+
+
 def timed(cmd: list[str], **kwargs: object) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
     return time.perf_counter() - start
 
 
-def reservoir_run(hub: Path, run: int) -> tuple[float, float]:
+def reservoir_run(hub: Path, run: int, settle_s: float) -> tuple[float, float]:
     media = WORK / f"media-{run}"
     site = WORK / f"site-{run}"
     for d in (media, site):
         shutil.rmtree(d, ignore_errors=True)
-    create_home(site, "site")
+    cli = [sys.executable, "-m", "reservoir"]
+    # Set-up, untimed, as a site's admin does it once: `reservoir init` creates the database.
+    subprocess.run([*cli, "--home", str(site), "init", "--role", "site"], check=True, stdout=subprocess.DEVNULL)
     add_trusted_key(site / "keys", public_pem(_hub_key(hub)), "hub.pub")
     # Each run exports a full bundle anew; the hub's export log only grows.
-    cli = [sys.executable, "-m", "reservoir"]
+    settle(settle_s)
     export_s = timed([*cli, "--home", str(hub), "export", "--full", "--out", str(media)])
     bundle = next(media.glob("reservoir-*"))
+    settle(settle_s)
     import_s = timed([*cli, "--home", str(site), "import", str(bundle)])
     shutil.rmtree(media)
     shutil.rmtree(site)
@@ -112,14 +131,16 @@ def _hub_key(hub: Path):  # type: ignore[no-untyped-def]
     return load_signing_key(hub / "keys").public
 
 
-def tar_run(hub: Path, run: int, then_sync: bool) -> tuple[float, float]:
+def tar_run(hub: Path, run: int, then_sync: bool, settle_s: float) -> tuple[float, float]:
     archive = WORK / f"tar-{run}.tar"
     dest = WORK / f"untar-{run}"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir()
+    settle(settle_s)
     create_s = timed(["tar", "cf", str(archive), "-C", str(hub / "blobs"), "--exclude", ".tmp", "."])
     if then_sync:
         create_s += timed(["sync"])
+    settle(settle_s)
     extract_s = timed(["tar", "xf", str(archive), "-C", str(dest)])
     if then_sync:
         extract_s += timed(["sync"])
@@ -133,14 +154,17 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=384)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--real", type=Path, default=None, help="a folder of real wheels to use instead of random files")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds to pause before each timed step (0: none)")
     args = parser.parse_args()
+    settle_s = args.settle
     hub, files, total = build_hub(args.mib, args.real)
-    print(f"payload: {len(files)} files, {total / 2**20:.0f} MiB; {args.runs} runs each, medians", flush=True)
+    print(f"payload: {len(files)} files, {total / 2**20:.0f} MiB; {args.runs} runs each, medians; "
+          f"settle {settle_s:g} s", flush=True)
     results: dict[str, list[tuple[float, float]]] = {"reservoir": [], "tar": [], "tar+sync": []}
     for run in range(args.runs):
-        results["reservoir"].append(reservoir_run(hub, run))
-        results["tar"].append(tar_run(hub, run, then_sync=False))
-        results["tar+sync"].append(tar_run(hub, run, then_sync=True))
+        results["reservoir"].append(reservoir_run(hub, run, settle_s))
+        results["tar"].append(tar_run(hub, run, then_sync=False, settle_s=settle_s))
+        results["tar+sync"].append(tar_run(hub, run, then_sync=True, settle_s=settle_s))
     medians = {}
     print(f"{'tool':<10} {'pack s':>8} {'unpack s':>9} {'total s':>8} {'MiB/s':>7}")
     for tool, runs in results.items():
