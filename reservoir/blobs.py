@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from reservoir.directio import DirectFile, StagingBuffer
 from reservoir.errors import IntegrityError, ReservoirError
 
 CHUNK = 1 << 20
+PLACE_THREADS = 4
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -369,8 +371,9 @@ class BlobBatch:
             if exc.errno == errno.ENOSPC:
                 raise _disk_full(self.store.root) from exc
             raise
-        for sha256, (tmp, _) in taken.items():
-            self.store.place(sha256, tmp)
+        # Renames (and the folders they need) are file-system calls with waiting in them: overlap them.
+        with ThreadPoolExecutor(max_workers=PLACE_THREADS, thread_name_prefix="blob-place") as pool:
+            list(pool.map(lambda item: self.store.place(item[0], item[1][0]), taken.items()))
         sync_filesystem(self.store.root)
 
     def abort(self) -> None:
