@@ -25,6 +25,8 @@ from transferer.format import PART_PREFIX, BundleError, PartRef, Toc
 
 BLOCK = 512
 BUFFER = 4 << 20
+# Below this a chunk is hashed on the caller's thread (tar headers, small blobs).
+INLINE_HASH_BYTES = 256 << 10
 
 
 class BackgroundHash:
@@ -42,6 +44,9 @@ class BackgroundHash:
 
     def update(self, data: bytes | memoryview) -> None:
         self._wait()
+        if len(data) < INLINE_HASH_BYTES:
+            self._hash.update(data)  # cheaper than the hand-over to the thread and back
+            return
         self._pending = self._executor.submit(self._hash.update, data)
 
     def _wait(self) -> None:
