@@ -31,7 +31,7 @@ from reservoir.progress import Progress
 from restorer.models import ImportedBundle, SiteGeneration
 from restorer.publish import publish_site
 from transferer.format import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TOC, BundleError, Manifest, Toc, parse_manifest, parse_toc
-from transferer.payload import BLOCK, BUFFER, PartReader, read_members
+from transferer.payload import BLOCK, PartReader, read_members
 
 log = logging.getLogger(__name__)
 # Room left on the site's filesystem beyond the payload itself (database, pages).
@@ -180,7 +180,7 @@ def _store_members(reader: PartReader, expected: dict[str, int], seen: set[str],
                 with batch.writer(sha256, size, direct=size >= DIRECT_MIN_BYTES) as writer:
                     remaining = size
                     while remaining:
-                        chunk = reader.read(min(BUFFER, remaining))
+                        chunk = reader.read_some(remaining)
                         if not chunk:
                             raise BundleError(f"payload ends inside blob {sha256}")
                         writer.write(chunk)
@@ -199,7 +199,7 @@ def _store_members(reader: PartReader, expected: dict[str, int], seen: set[str],
 def _skip(reader: PartReader, size: int) -> None:
     remaining = size
     while remaining:
-        chunk = reader.read(min(BUFFER, remaining))
+        chunk = reader.read_some(remaining)
         if not chunk:
             raise BundleError("payload ends inside a blob")
         remaining -= len(chunk)

@@ -10,21 +10,31 @@ operator can inspect it with `cat payload.tar.* | tar t`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import tarfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reservoir.blobs import SHA256_RE, BlobStore
-from reservoir.directio import AlignedBuffer, DirectFile, StagingBuffer, set_direct, try_direct
+from reservoir.directio import (
+    AlignedBuffer,
+    DirectFile,
+    StagingBuffer,
+    set_direct,
+    try_direct,
+)
 from transferer.format import PART_PREFIX, BundleError, PartRef, Toc
 
 BLOCK = 512
 BUFFER = 4 << 20
+# Reads of the parts in flight ahead of the importer.
+READS_AHEAD = 3
 # Below this a chunk is hashed on the caller's thread (tar headers, small blobs).
 INLINE_HASH_BYTES = 256 << 10
 
@@ -152,9 +162,12 @@ class PartReader:
 
     Parts are read around the page cache (O_DIRECT where the filesystem
     allows) in whole buffers: an import reads each byte once, and usually
-    from removable media that is cold anyway. Two buffers take turns, so
-    the part hash (one buffer behind, see BackgroundHash) and the caller's
-    last slice stay valid while the next one fills.
+    from removable media that is cold anyway. A reader thread reads one
+    buffer ahead of the caller and hands each to the part hash's thread,
+    so the device, the part hash and the caller's own work overlap (the
+    hash is at most one buffer behind the reads). Three buffers turn:
+    the one being read, the caller's current one, and the one before it,
+    which the caller's last slice may still point into.
     """
 
     folder: Path
@@ -164,12 +177,17 @@ class PartReader:
     _fd: int = field(default=-1, init=False)
     _hash: BackgroundHash | None = field(default=None, init=False)
     _read: int = field(default=0, init=False)
-    _buffers: tuple[AlignedBuffer, AlignedBuffer] = field(init=False)
+    _buffers: tuple[AlignedBuffer, ...] = field(init=False)
     _turn: int = field(default=0, init=False)
     _chunk: memoryview = field(default=memoryview(b""), init=False)
+    _ahead: deque[Future[memoryview | None]] = field(default_factory=deque, init=False)
+    _reader: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
-        self._buffers = (AlignedBuffer(BUFFER), AlignedBuffer(BUFFER))
+        self._buffers = tuple(AlignedBuffer(BUFFER) for _ in range(READS_AHEAD + 2))
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-read")
+
+    # --- on the reader thread ---------------------------------------------------------
 
     def _next_part(self) -> bool:
         self._finish_part()
@@ -189,7 +207,7 @@ class PartReader:
             raise BundleError(f"part {part.name} has the wrong size (expected {part.size} bytes)")
         try_direct(fd)
         self._fd = fd
-        self._hash = BackgroundHash()
+        self._hash = BackgroundHash()  # on a third thread, so the next read starts at once
         self._read = 0
         return True
 
@@ -204,18 +222,16 @@ class PartReader:
         if self._hash.hexdigest() != part.sha256:
             raise BundleError(f"part {part.name} is corrupt (sha256 mismatch)")
 
-    def _refill(self) -> bool:
-        """The next buffer of the stream into `_chunk`; False at the end of the last part."""
+    def _read_chunk(self, buffer: AlignedBuffer) -> memoryview | None:
+        """The next piece of the stream, read into `buffer` and hashed; None after the last part checked out."""
         while True:
             if self._fd < 0 and not self._next_part():
-                return False
+                return None
             part = self.toc.parts[self._index]
             if self._read >= part.size:
                 if not self._next_part():
-                    return False
+                    return None
                 continue
-            buffer = self._buffers[self._turn]
-            self._turn ^= 1
             try:
                 n = os.readv(self._fd, [buffer.view])
             except OSError as exc:
@@ -230,9 +246,26 @@ class PartReader:
             assert self._hash is not None
             self._hash.update(chunk)
             self._read += n
-            self.on_bytes(n)
-            self._chunk = chunk
-            return True
+            return chunk
+
+    # --- on the caller's thread -------------------------------------------------------
+
+    def _read_ahead(self) -> None:
+        while len(self._ahead) < READS_AHEAD:
+            buffer = self._buffers[self._turn]
+            self._turn = (self._turn + 1) % len(self._buffers)
+            self._ahead.append(self._reader.submit(self._read_chunk, buffer))
+
+    def _refill(self) -> bool:
+        """The next buffer of the stream into `_chunk`; False at the end of the last part."""
+        self._read_ahead()
+        chunk = self._ahead.popleft().result()
+        if chunk is None:
+            return False
+        self._read_ahead()
+        self.on_bytes(len(chunk))
+        self._chunk = chunk
+        return True
 
     def read(self, n: int) -> bytes | memoryview:
         """Exactly `n` bytes, or fewer only at the end of the last part.
@@ -252,6 +285,14 @@ class PartReader:
             return pieces[0]
         return b"".join(pieces)
 
+    def read_some(self, n: int) -> memoryview:
+        """Between 1 and `n` bytes (empty only at the end): what the current buffer holds, never copied."""
+        if not self._chunk and not self._refill():
+            return memoryview(b"")
+        piece = self._chunk[:n]
+        self._chunk = self._chunk[len(piece) :]
+        return piece
+
     def finish(self) -> None:
         """Check the rest of the parts (hashes included) once the tar stream has ended."""
         while True:
@@ -260,9 +301,17 @@ class PartReader:
                 break
             if bytes(tail).count(0) != len(tail):
                 raise BundleError("unexpected data after the end of the payload")
-        self._finish_part()
 
     def close(self) -> None:
+        """Stop the reader (after the read in flight) and close the part it has open."""
+        for ahead in self._ahead:
+            ahead.cancel()
+        # The caller is already handling whatever stopped the stream; the reads ahead's own errors add nothing.
+        for ahead in self._ahead:
+            with contextlib.suppress(Exception):
+                ahead.result()
+        self._ahead.clear()
+        self._reader.shutdown()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
