@@ -133,16 +133,19 @@ class BlobWriter:
     def commit(self) -> str:
         """Check the bytes and store them; in a batch they become visible when the batch commits."""
         digest = self._hash.hexdigest()
+        # A direct writer in a batch finishes its file on the staging thread; the batch's commit waits for it.
+        in_background = isinstance(self._file, DirectFile) and self.batch is not None
         try:
-            self._file.flush()
-            if self.batch is None:
-                os.fsync(self._file.fileno())
+            if not in_background:
+                self._file.flush()
+                if self.batch is None:
+                    os.fsync(self._file.fileno())
+            self._close(in_background)
         except OSError as exc:
             self.abort()
             if exc.errno == errno.ENOSPC:
                 raise _disk_full(self.store.root) from exc
             raise
-        self._close()
         if self.expected_size is not None and self.size != self.expected_size:
             self.abort()
             raise IntegrityError(f"size mismatch: expected {self.expected_size} bytes, got {self.size}")
@@ -164,9 +167,15 @@ class BlobWriter:
         self._give_back_staging()
         self._tmp.unlink(missing_ok=True)
 
-    def _close(self) -> None:
-        self._file.close()
-        self._give_back_staging()
+    def _close(self, in_background: bool = False) -> None:
+        try:
+            if in_background:
+                assert isinstance(self._file, DirectFile)
+                self._file.close_later()
+            else:
+                self._file.close()
+        finally:
+            self._give_back_staging()
 
     def _give_back_staging(self) -> None:
         if self.staging is not None and self.batch is not None:
@@ -338,6 +347,7 @@ class BlobBatch:
 
     def open(self, sha256: str) -> BinaryIO:
         """The blob's bytes, from its temporary file while it waits (a commit may rename it meanwhile)."""
+        self._finish_direct_writes()
         with self._lock:
             waiting = self._waiting.get(sha256)
             if waiting is not None:
@@ -358,12 +368,20 @@ class BlobBatch:
         with self._lock:
             return sum(size for _, size in self._waiting.values())
 
+    def _finish_direct_writes(self) -> None:
+        """Wait until the files direct writers finished in the background are complete; raises their errors."""
+        with self._lock:
+            staging = list(self._staging)
+        for buffer in staging:
+            buffer.wait()
+
     def commit(self) -> None:
         with self._lock:
             taken, self._waiting = self._waiting, {}
         if not taken:
             return
         try:
+            self._finish_direct_writes()
             sync_filesystem(self.store.tmp_dir)
         except OSError as exc:
             for tmp, _ in taken.values():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -42,23 +43,49 @@ class AlignedBuffer:
 class StagingBuffer:
     """Two aligned halves and one writer thread: one half goes to the device while the other fills.
 
-    Reused from file to file (one file at a time); `close()` stops the thread.
+    Reused from file to file (one file at a time); jobs run in the order
+    queued, one at a time, so a file finished in the background
+    (`DirectFile.close_later`) is complete before the next file's first
+    half is written. `close()` waits for the last job and stops the thread.
     """
 
     def __init__(self, size: int = STAGING_BYTES) -> None:
         self.halves = (AlignedBuffer(size), AlignedBuffer(size))
         self.size = size
+        self.next_half = 0  # the half the next file starts in: not the one a queued job may still read
         self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._lock = threading.Lock()
 
-    def submit(self, write: Callable[[], None]) -> Future[None]:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direct-write")
-        return self._executor.submit(write)
+    def queue(self, job: Callable[[], None]) -> None:
+        """Run `job` on the writer thread once the job before it is done (its error is raised here)."""
+        self.wait()
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direct-write")
+            self._pending = self._executor.submit(job)
+
+    def wait(self) -> None:
+        """Wait for the queued job; raises its error (a full disk, say)."""
+        with self._lock:
+            pending = self._pending
+        if pending is None:
+            return
+        try:
+            pending.result()
+        finally:
+            with self._lock:
+                if self._pending is pending:
+                    self._pending = None
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
+        try:
+            self.wait()
+        finally:
+            with self._lock:
+                executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown()
 
 
 class DirectFile:
@@ -75,9 +102,8 @@ class DirectFile:
         self.direct = try_direct(fd)
         self._own_staging = staging is None and self.direct
         self._staging = staging if staging is not None else (StagingBuffer() if self.direct else None)
-        self._half = 0
+        self._half = self._staging.next_half if self._staging is not None else 0
         self._filled = 0
-        self._pending: Future[None] | None = None
         self.size = 0
         self.closed = False
 
@@ -133,6 +159,36 @@ class DirectFile:
                 self._release()
         return self.size
 
+    def close_later(self) -> None:
+        """`close()` on the staging buffer's thread: returns at once, and a failure surfaces from its next wait.
+
+        The caller must wait on the staging buffer (`StagingBuffer.wait`, or
+        its next file's writes) before relying on the file.
+        """
+        staging = self._staging
+        if staging is None or self.closed:
+            self.close()
+            return
+        fd, size, filled = self._fd, self.size, self._filled
+        half = staging.halves[self._half].view
+        padded = -(-filled // ALIGN) * ALIGN
+        half[filled:padded] = bytes(padded - filled)
+        self.closed = True
+        self._filled = 0
+
+        def finish() -> None:
+            try:
+                if filled:
+                    self._write_direct(half[:padded])
+                os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+
+        staging.queue(finish)
+        staging.next_half = self._half ^ 1
+        if self._own_staging:
+            staging.close()
+
     def abandon(self) -> None:
         """Close without writing what is still staged (the file is being thrown away)."""
         if not self.closed:
@@ -146,21 +202,22 @@ class DirectFile:
     def _release(self) -> None:
         self.closed = True
         os.close(self._fd)
+        if self._staging is not None:
+            self._staging.next_half = self._half
         if self._own_staging and self._staging is not None:
             self._staging.close()
 
     def _hand_over_half(self) -> None:
         assert self._staging is not None
-        self._wait()  # the other half's write: that half is about to be filled again
         full = self._staging.halves[self._half].view[: self._filled]
-        self._pending = self._staging.submit(lambda: self._write_direct(full))
+        # queue() first waits for the other half's write: that half is about to be filled again.
+        self._staging.queue(lambda: self._write_direct(full))
         self._half ^= 1
         self._filled = 0
 
     def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        if self._staging is not None:
+            self._staging.wait()
 
     def _write_direct(self, view: memoryview) -> None:
         try:

@@ -93,3 +93,31 @@ def test_abandon_drops_what_is_staged(tmp_path: Path) -> None:
     f.write(b"z" * 100)
     f.abandon()
     assert (tmp_path / "f").stat().st_size == (0 if f.direct else 100)
+
+
+def test_files_finished_in_the_background_are_complete_after_a_wait(tmp_path: Path) -> None:
+    staging = StagingBuffer(ALIGN * 4)
+    contents = [os.urandom(n) for n in (10, ALIGN * 4, ALIGN * 9 + 3, 0, ALIGN * 4 + 1)]
+    for i, data in enumerate(contents):
+        f = DirectFile.create(tmp_path / f"f{i}", staging)
+        f.write(data)
+        f.close_later()  # the next file's halves wait for this one's tail
+    staging.wait()
+    for i, data in enumerate(contents):
+        assert (tmp_path / f"f{i}").read_bytes() == data
+    staging.close()
+
+
+def test_a_background_failure_surfaces_from_the_next_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staging = StagingBuffer(ALIGN * 4)
+    f = DirectFile.create(tmp_path / "f", staging)
+    if not f.direct:
+        pytest.skip("no O_DIRECT here")
+    f.write(b"q" * 100)
+    real_write = os.write
+    monkeypatch.setattr(directio.os, "write", lambda fd, data: real_write(fd, data[: len(data) // 2]))
+    f.close_later()
+    with pytest.raises(OSError) as caught:
+        staging.wait()
+    assert caught.value.errno == errno.ENOSPC
+    staging.close()
