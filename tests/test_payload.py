@@ -86,3 +86,14 @@ def test_a_toc_listing_a_part_that_is_not_there(tmp_path: Path) -> None:
     toc = Toc((PartRef("payload.tar.000", 10, "0" * 64),))
     with pytest.raises(BundleError, match="missing"):
         read_back(tmp_path, toc, [10])
+
+
+def test_an_aborted_writer_leaves_no_threads_behind(tmp_path: Path) -> None:
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    writer = PartWriter(tmp_path, 1 << 30)
+    writer.write(os.urandom(BUFFER * 3))  # halves handed to the write-behind thread, chunks to the hash thread
+    writer.abort()
+    left = {t.name for t in threading.enumerate() if t.is_alive()} - before
+    assert not [name for name in left if name.startswith(("direct-write", "part-hash"))], left

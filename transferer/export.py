@@ -184,9 +184,13 @@ def export_bundle(app: AppContext, out_dir: Path, *, full: bool = False, chunk_s
     try:
         sizes = [app.blobs.size(b) for b in delta.blobs]
         writer = PartWriter(staging, chunk_size)
-        with Progress(f"exporting bundle {seq}", total=sum(sizes), unit="B", unit_scale=True) as progress:
-            write_payload(app.blobs, delta.blobs, writer, progress.update)
-        toc = writer.close()
+        try:
+            with Progress(f"exporting bundle {seq}", total=sum(sizes), unit="B", unit_scale=True) as progress:
+                write_payload(app.blobs, delta.blobs, writer, progress.update)
+            toc = writer.close()
+        except BaseException:
+            writer.abort()  # its writer threads; the partial folder goes below
+            raise
         toc_bytes = toc.to_json()
         manifest = Manifest(
             hub_id=home.instance_id,

@@ -69,6 +69,10 @@ class BackgroundHash:
         self._executor.shutdown()
         return self._hash.hexdigest()
 
+    def close(self) -> None:
+        """Stop the thread without a digest (the stream failed)."""
+        self._executor.shutdown(cancel_futures=True)
+
 
 @dataclass
 class PartWriter:
@@ -121,6 +125,19 @@ class PartWriter:
         if self._staging is not None:
             self._staging.close()
         return Toc(tuple(self.parts))
+
+    def abort(self) -> None:
+        """Stop after a failure, releasing the file and threads; the parts written are the caller's to remove."""
+        if self._file is not None:
+            self._file.abandon()
+            self._file = None
+        if self._hash is not None:
+            self._hash.close()
+            self._hash = None
+        if self._staging is not None:
+            with contextlib.suppress(OSError):
+                self._staging.close()
+            self._staging = None
 
 
 def _member_header(sha256: str, size: int) -> bytes:
