@@ -97,3 +97,28 @@ def test_an_aborted_writer_leaves_no_threads_behind(tmp_path: Path) -> None:
     writer.abort()
     left = {t.name for t in threading.enumerate() if t.is_alive()} - before
     assert not [name for name in left if name.startswith(("direct-write", "part-hash"))], left
+
+
+def test_parts_in_the_page_cache_are_read_from_it_and_others_from_the_device(tmp_path: Path) -> None:
+    import hashlib
+    import subprocess
+
+    data = os.urandom(BUFFER * 2 + 1000)
+    part = tmp_path / "payload.tar.000"
+    part.write_bytes(data)  # as `cp` into the inbox leaves it: in the page cache
+    toc = Toc((PartRef(part.name, len(data), hashlib.sha256(data).hexdigest()),))
+    reader = PartReader(tmp_path, toc)
+    assert bytes(reader.read(len(data))) == data
+    reader.finish()
+    reader.close()
+    assert reader.cached_bytes == len(data)
+    if subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True).stdout.strip() == "tmpfs":
+        return  # tmpfs is all page cache: nothing to evict
+    with part.open("rb") as f:
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    reader = PartReader(tmp_path, toc)
+    assert bytes(reader.read(len(data))) == data
+    reader.finish()
+    reader.close()
+    assert reader.cached_bytes < len(data)

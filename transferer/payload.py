@@ -177,9 +177,10 @@ def write_payload(store: BlobStore, digests: list[str], writer: PartWriter, on_b
 class PartReader:
     """Reads the parts as one stream, checking each part's size and sha256 as it ends.
 
-    Parts are read around the page cache (O_DIRECT where the filesystem
-    allows) in whole buffers: an import reads each byte once, and usually
-    from removable media that is cold anyway. A reader thread reads one
+    Parts are read in whole buffers from the page cache when they are in it
+    (a bundle just copied into the inbox), and otherwise around it
+    (O_DIRECT where the filesystem allows): an import reads each byte once,
+    and from removable media that is cold anyway. A reader thread reads one
     buffer ahead of the caller and hands each to the part hash's thread,
     so the device, the part hash and the caller's own work overlap (the
     hash is at most one buffer behind the reads). Three buffers turn:
@@ -198,6 +199,9 @@ class PartReader:
     _turn: int = field(default=0, init=False)
     _chunk: memoryview = field(default=memoryview(b""), init=False)
     _ahead: deque[Future[memoryview | None]] = field(default_factory=deque, init=False)
+    _direct: bool = field(default=False, init=False)
+    _probe_cache: bool = field(default=hasattr(os, "RWF_NOWAIT"), init=False)
+    cached_bytes: int = field(default=0, init=False)  # how much came from the page cache
     _reader: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -222,7 +226,9 @@ class PartReader:
             if size < part.size:
                 raise BundleError(f"part {part.name} is truncated ({size} of {part.size} bytes)")
             raise BundleError(f"part {part.name} has the wrong size (expected {part.size} bytes)")
-        try_direct(fd)
+        self._direct = try_direct(fd)
+        if self._direct:
+            set_direct(fd, False)  # on only for the reads the cache cannot answer (_read_into)
         self._fd = fd
         self._hash = BackgroundHash()  # on a third thread, so the next read starts at once
         self._read = 0
@@ -249,13 +255,7 @@ class PartReader:
                 if not self._next_part():
                     return None
                 continue
-            try:
-                n = os.readv(self._fd, [buffer.view])
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                set_direct(self._fd, False)  # alignment this device refuses after all: read through the cache
-                n = os.readv(self._fd, [buffer.view])
+            n = self._read_into(buffer.view)
             if n == 0:
                 raise BundleError(f"part {part.name} is truncated ({self._read} of {part.size} bytes)")
             n = min(n, part.size - self._read)  # it grew after the size check: the rest is not the bundle's
@@ -264,6 +264,40 @@ class PartReader:
             self._hash.update(chunk)
             self._read += n
             return chunk
+
+    def _read_into(self, view: memoryview) -> int:
+        """Bytes at the current offset: from the page cache if they are there, else from the device around it.
+
+        A bundle copied into the inbox moments ago is still in the cache (and
+        maybe not yet on disk); reading it directly would first force it out
+        to the device and then read it back.
+        """
+        fd, offset = self._fd, self._read
+        if self._probe_cache:
+            try:
+                n = os.preadv(fd, [view], offset, os.RWF_NOWAIT)
+            except BlockingIOError:
+                n = -1  # not (all) in the cache
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self._probe_cache = False
+                n = -1
+            if n >= 0:
+                self.cached_bytes += n
+                return n
+        if not self._direct:
+            return os.preadv(fd, [view], offset)
+        set_direct(fd, True)
+        try:
+            return os.preadv(fd, [view], offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self._direct = False  # alignment (or O_DIRECT) this file refuses: through the cache from here on
+        finally:
+            set_direct(fd, False)
+        return os.preadv(fd, [view], offset)
 
     # --- on the caller's thread -------------------------------------------------------
 
