@@ -18,7 +18,9 @@ the cache, not the device's own write cache or the file's metadata.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
 import mmap
 import os
 import threading
@@ -250,6 +252,40 @@ def set_direct(fd: int, on: bool) -> None:
 
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     fcntl.fcntl(fd, fcntl.F_SETFL, (flags | os.O_DIRECT) if on else (flags & ~os.O_DIRECT))
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        return libc
+    except (AttributeError, OSError):  # not Linux
+        return None
+
+
+def in_page_cache(fd: int, offset: int, length: int) -> bool:
+    """Whether every page of the range is in the page cache (mincore(2)); no I/O, no readahead.
+
+    False when it cannot tell (unaligned offset, no mincore, a failed map).
+    """
+    libc = _libc()
+    if libc is None or length <= 0 or offset % mmap.PAGESIZE:
+        return False
+    address = libc.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, offset)
+    if address is None or address == ctypes.c_void_p(-1).value:
+        return False
+    try:
+        pages = -(-length // mmap.PAGESIZE)
+        residency = (ctypes.c_ubyte * pages)()
+        if libc.mincore(address, length, residency) != 0:
+            return False
+        return all(flag & 1 for flag in bytes(residency))
+    finally:
+        libc.munmap(address, length)
 
 
 def try_direct(fd: int) -> bool:

@@ -121,3 +121,24 @@ def test_a_background_failure_surfaces_from_the_next_wait(tmp_path: Path, monkey
         staging.wait()
     assert caught.value.errno == errno.ENOSPC
     staging.close()
+
+
+def test_in_page_cache_tells_resident_ranges_without_reading(tmp_path: Path) -> None:
+    import subprocess
+
+    from reservoir.directio import in_page_cache
+
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(ALIGN * 64))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert in_page_cache(fd, 0, ALIGN * 64)  # just written: every page resident
+        assert not in_page_cache(fd, 1, ALIGN)  # an unaligned offset: cannot tell
+        assert not in_page_cache(fd, 0, 0)
+        if subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True, text=True, check=False).stdout.strip() != "tmpfs":
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            assert not in_page_cache(fd, 0, ALIGN * 64)
+            assert not in_page_cache(fd, 0, ALIGN * 64)  # asking read nothing in
+    finally:
+        os.close(fd)

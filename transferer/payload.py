@@ -26,6 +26,7 @@ from reservoir.directio import (
     AlignedBuffer,
     DirectFile,
     StagingBuffer,
+    in_page_cache,
     set_direct,
     try_direct,
 )
@@ -200,7 +201,7 @@ class PartReader:
     _chunk: memoryview = field(default=memoryview(b""), init=False)
     _ahead: deque[Future[memoryview | None]] = field(default_factory=deque, init=False)
     _direct: bool = field(default=False, init=False)
-    _probe_cache: bool = field(default=hasattr(os, "RWF_NOWAIT"), init=False)
+    _part_size: int = field(default=0, init=False)
     cached_bytes: int = field(default=0, init=False)  # how much came from the page cache
     _reader: ThreadPoolExecutor = field(init=False)
 
@@ -229,7 +230,10 @@ class PartReader:
         self._direct = try_direct(fd)
         if self._direct:
             set_direct(fd, False)  # on only for the reads the cache cannot answer (_read_into)
+            # No readahead: a read the cache answers must not start filling it with what comes next.
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._fd = fd
+        self._part_size = size
         self._hash = BackgroundHash()  # on a third thread, so the next read starts at once
         self._read = 0
         return True
@@ -273,21 +277,11 @@ class PartReader:
         to the device and then read it back.
         """
         fd, offset = self._fd, self._read
-        if self._probe_cache:
-            try:
-                n = os.preadv(fd, [view], offset, os.RWF_NOWAIT)
-            except BlockingIOError:
-                n = -1  # not (all) in the cache
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-                self._probe_cache = False
-                n = -1
-            if n >= 0:
+        if not self._direct or in_page_cache(fd, offset, min(len(view), self._part_size - offset)):
+            n = os.preadv(fd, [view], offset)
+            if self._direct:
                 self.cached_bytes += n
-                return n
-        if not self._direct:
-            return os.preadv(fd, [view], offset)
+            return n
         set_direct(fd, True)
         try:
             return os.preadv(fd, [view], offset)
