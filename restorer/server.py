@@ -7,6 +7,10 @@ too (``restorer.filecache``), larger ones and Range or conditional requests
 go out with ``FileResponse`` (sendfile, Range, ETag/304). No database query
 happens while serving the index, so any number of worker processes can
 share one listening socket.
+
+In a running worker the plain 200s and 304s of pages and cached files
+never reach this application: ``restorer.fastpath`` answers them from the
+same caches and hands every other request to it.
 """
 
 from __future__ import annotations
