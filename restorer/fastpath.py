@@ -30,13 +30,13 @@ from typing import cast
 from urllib.parse import parse_qs, unquote
 
 from restorer.auth import AuthMode
-from restorer.negotiation import negotiate
-from restorer.publish.tree import LiveLink
 from restorer.server import (
     FILE_HEADERS,
     REGULAR_PATH_HEADERS,
-    SHA256_RE,
+    PageMiss,
     SiteState,
+    file_relative,
+    find_page,
     normalized_project,
 )
 from restorer.wire import SERVER_LINE, DateHeader, status_line
@@ -112,10 +112,6 @@ class IndexAnswers:
 
     state: SiteState
     mode: AuthMode
-    live: LiveLink = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.live = LiveLink(self.state.pypi_root)
 
     def answer(self, head: RequestHead) -> Answer | None:
         path = head.path
@@ -143,33 +139,23 @@ class IndexAnswers:
         if head.query:
             values = parse_qs(head.query).get("format")
             format_param = values[0] if values else None
-        choice = negotiate(head.headers.get("accept"), format_param)
-        if choice is None:
+        headers = head.headers
+        page = find_page(self.state, relative, headers.get("accept"), format_param, headers.get("accept-encoding"))
+        if isinstance(page, PageMiss):
             return None
-        generation = self.live.generation()
-        if generation is None:
-            return None
-        page = self.state.pages.get(generation, relative, choice, "gzip" in head.headers.get("accept-encoding", ""))
-        if page is None:
-            return None
-        if page.etag in head.headers.get("if-none-match", ""):
+        if page.matches(headers.get("if-none-match")):
             return Answer(STATUS_304, page.wire_not_modified, b"", 304)
         return Answer(STATUS_200, page.wire, page.body, 200)
 
     def _file(self, rest: str, head: RequestHead) -> Answer | None:
         sha256, slash, filename = rest.partition("/")
-        if not slash or not SHA256_RE.match(sha256):
+        relative = file_relative(sha256, unquote(filename) if "%" in filename else filename) if slash else None
+        if relative is None or any(h in head.headers for h in CONDITIONAL_FILE_HEADERS):
             return None
-        if "%" in filename:
-            filename = unquote(filename)
-        if "/" in filename or "\x00" in filename or filename in ("", ".", ".."):
-            return None
-        if any(h in head.headers for h in CONDITIONAL_FILE_HEADERS):
-            return None
-        generation = self.live.generation()
+        generation = self.state.live.generation()
         if generation is None:
             return None
-        cached = self.state.files.get(generation, f"files/{sha256}/{filename}", FILE_HEADERS)
+        cached = self.state.files.get(generation, relative, FILE_HEADERS)
         if cached is None:
             return None  # missing, or large enough for sendfile
         return Answer(STATUS_200, cached.wire, cached.body, 200)

@@ -33,7 +33,7 @@ from reservoir.context import AppContext
 from restorer.auth import Account, AccountStore, Authenticator, AuthMode
 from restorer.filecache import FileCache
 from restorer.negotiation import Choice, negotiate
-from restorer.publish.tree import live_generation
+from restorer.publish.tree import LiveLink
 from restorer.wire import header_block
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,23 @@ class CachedPage:
     # The same, encoded for the fast path (restorer.fastpath), Content-Length included.
     wire: bytes
     wire_not_modified: bytes
+
+    def matches(self, if_none_match: str | None) -> bool:
+        """Whether a conditional request already holds this page (answer 304)."""
+        return self.etag in (if_none_match or "")
+
+
+@dataclass(frozen=True)
+class PageMiss:
+    """Why there is no page to answer with."""
+
+    status: int
+    message: str
+
+
+NOT_ACCEPTABLE = PageMiss(406, "none of the offered media types is acceptable")
+NOTHING_PUBLISHED = PageMiss(404, "nothing is published on this site yet")
+NO_SUCH_PAGE = PageMiss(404, "not found")
 
 
 @dataclass
@@ -98,18 +115,39 @@ class SiteState:
     app_context: AppContext | None = None
     pages: PageCache = field(default_factory=PageCache)
     files: FileCache = field(default_factory=FileCache)
+    live: LiveLink = field(init=False)  # the live PyPI generation, asked on every request
+
+    def __post_init__(self) -> None:
+        self.live = LiveLink(self.pypi_root)
 
     @property
     def pypi_root(self) -> Path:
         return self.trees_dir / "pypi"
 
 
+def find_page(
+    state: SiteState, relative_dir: str, accept: str | None, format_param: str | None, accept_encoding: str | None
+) -> CachedPage | PageMiss:
+    """The negotiated page of the live generation (both serving layers answer from this)."""
+    choice = negotiate(accept, format_param)
+    if choice is None:
+        return NOT_ACCEPTABLE
+    generation = state.live.generation()
+    if generation is None:
+        return NOTHING_PUBLISHED
+    page = state.pages.get(generation, relative_dir, choice, "gzip" in (accept_encoding or ""))
+    return NO_SUCH_PAGE if page is None else page
+
+
+def file_relative(sha256: str, filename: str) -> str | None:
+    """`files/<sha256>/<filename>` inside a generation, or None for a name no published file has."""
+    if not SHA256_RE.match(sha256) or "/" in filename or "\x00" in filename or filename in ("", ".", ".."):
+        return None
+    return f"files/{sha256}/{filename}"
+
+
 def _state(request: web.Request) -> SiteState:
     return request.app[APP_KEY]
-
-
-def _accepts_gzip(request: web.Request) -> bool:
-    return "gzip" in request.headers.get("Accept-Encoding", "")
 
 
 def _unauthorized(message: str = "authentication required") -> web.Response:
@@ -117,17 +155,12 @@ def _unauthorized(message: str = "authentication required") -> web.Response:
 
 
 def _serve_page(request: web.Request, relative_dir: str) -> web.StreamResponse:
-    state = _state(request)
-    choice = negotiate(request.headers.get("Accept"), request.query.get("format") if request.query_string else None)
-    if choice is None:
-        return web.Response(status=406, text="none of the offered media types is acceptable\n")
-    generation = live_generation(state.pypi_root)
-    if generation is None:
-        return web.Response(status=404, text="nothing is published on this site yet\n")
-    page = state.pages.get(generation, relative_dir, choice, _accepts_gzip(request))
-    if page is None:
-        return web.Response(status=404, text="not found\n")
-    if page.etag in request.headers.get("If-None-Match", ""):
+    format_param = request.query.get("format") if request.query_string else None
+    headers = request.headers
+    page = find_page(_state(request), relative_dir, headers.get("Accept"), format_param, headers.get("Accept-Encoding"))
+    if isinstance(page, PageMiss):
+        return web.Response(status=page.status, text=page.message + "\n")
+    if page.matches(headers.get("If-None-Match")):
         return web.Response(status=304, headers=page.not_modified_headers)
     return web.Response(body=page.body, headers=page.headers)
 
@@ -153,15 +186,13 @@ def normalized_project(project: str) -> str:
 
 
 async def package_file(request: web.Request) -> web.StreamResponse:
-    sha256 = request.match_info["sha256"]
-    filename = request.match_info["filename"]
-    if not SHA256_RE.match(sha256) or "/" in filename or filename in ("", ".", ".."):
+    relative = file_relative(request.match_info["sha256"], request.match_info["filename"])
+    if relative is None:
         raise web.HTTPNotFound()
     state = _state(request)
-    generation = live_generation(state.pypi_root)
+    generation = state.live.generation()
     if generation is None:
         raise web.HTTPNotFound()
-    relative = f"files/{sha256}/{filename}"
     if not any(h in request.headers for h in REGULAR_PATH_HEADERS):
         cached = state.files.get(generation, relative, FILE_HEADERS)
         if cached is not None:
@@ -215,7 +246,7 @@ def admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.S
 @admin_only
 async def admin_index(request: web.Request, who: Account) -> web.StreamResponse:
     state = _state(request)
-    generation = live_generation(state.pypi_root)
+    generation = state.live.generation()
     body = (
         "<!DOCTYPE html><html><head><title>Reservoir site</title></head><body>"
         f"<h1>Reservoir site</h1><p>Signed in as {html.escape(who.name)}.</p>"
@@ -229,7 +260,7 @@ async def admin_index(request: web.Request, who: Account) -> web.StreamResponse:
 @admin_only
 async def admin_status(request: web.Request, _who: Account) -> web.StreamResponse:
     state = _state(request)
-    generation = live_generation(state.pypi_root)
+    generation = state.live.generation()
     projects = 0
     if generation is not None:
         try:
