@@ -1,4 +1,4 @@
-"""Sequential file writes that bypass the page cache (O_DIRECT) where the filesystem allows it.
+"""Sequential file I/O around the page cache (O_DIRECT) where the filesystem allows it.
 
 Bundle parts and imported blobs are written once, made durable at once,
 and not read again soon. Through the page cache such a write costs a
@@ -14,12 +14,17 @@ Where O_DIRECT is refused (tmpfs, some FUSE and network filesystems) the
 same calls write through the page cache instead. Either way the caller
 still syncs (fsync or syncfs) before relying on the bytes: O_DIRECT skips
 the cache, not the device's own write cache or the file's metadata.
+
+For reads, ``in_page_cache`` tells (with mincore, no I/O) whether a range
+is already cached, so a reader can take cached bytes from the cache and
+read only the rest directly; ``set_direct`` switches the flag per read.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import functools
 import mmap
 import os
@@ -135,17 +140,10 @@ class DirectFile:
 
     def flush(self) -> None:
         """Write everything staged (the last block padded, then trimmed) and wait for the device."""
-        staging = self._staging
         self._wait()
-        if staging is None or self.closed:
+        if self._staging is None or self.closed:
             return
-        if self._filled:
-            padded = -(-self._filled // ALIGN) * ALIGN
-            half = staging.halves[self._half].view
-            half[self._filled : padded] = bytes(padded - self._filled)
-            self._filled = 0
-            self._write_direct(half[:padded])
-        os.ftruncate(self._fd, self.size)
+        self._write_tail(self._take_tail())
         # Past the padding: a later write continues at the true end (through the cache, being unaligned).
         os.lseek(self._fd, self.size, os.SEEK_SET)
 
@@ -171,20 +169,14 @@ class DirectFile:
         if staging is None or self.closed:
             self.close()
             return
-        fd, size, filled = self._fd, self.size, self._filled
-        half = staging.halves[self._half].view
-        padded = -(-filled // ALIGN) * ALIGN
-        half[filled:padded] = bytes(padded - filled)
+        tail = self._take_tail()
         self.closed = True
-        self._filled = 0
 
         def finish() -> None:
             try:
-                if filled:
-                    self._write_direct(half[:padded])
-                os.ftruncate(fd, size)
+                self._write_tail(tail)
             finally:
-                os.close(fd)
+                os.close(self._fd)
 
         staging.queue(finish)
         staging.next_half = self._half ^ 1
@@ -208,6 +200,20 @@ class DirectFile:
             self._staging.next_half = self._half
         if self._own_staging and self._staging is not None:
             self._staging.close()
+
+    def _take_tail(self) -> memoryview:
+        """What is staged, zero-padded to whole blocks (empty if nothing is); the staging half is then free."""
+        assert self._staging is not None
+        filled, self._filled = self._filled, 0
+        padded = -(-filled // ALIGN) * ALIGN
+        half = self._staging.halves[self._half].view
+        half[filled:padded] = bytes(padded - filled)
+        return half[:padded]
+
+    def _write_tail(self, tail: memoryview) -> None:
+        if tail:
+            self._write_direct(tail)
+        os.ftruncate(self._fd, self.size)  # the padding off again
 
     def _hand_over_half(self) -> None:
         assert self._staging is not None
@@ -248,8 +254,6 @@ def _write_all(fd: int, view: memoryview) -> None:
 
 def set_direct(fd: int, on: bool) -> None:
     """Turn O_DIRECT on or off for an open file."""
-    import fcntl
-
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     fcntl.fcntl(fd, fcntl.F_SETFL, (flags | os.O_DIRECT) if on else (flags & ~os.O_DIRECT))
 
