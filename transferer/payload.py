@@ -181,12 +181,12 @@ class PartReader:
     Parts are read in whole buffers from the page cache when they are in it
     (a bundle just copied into the inbox), and otherwise around it
     (O_DIRECT where the filesystem allows): an import reads each byte once,
-    and from removable media that is cold anyway. A reader thread reads one
-    buffer ahead of the caller and hands each to the part hash's thread,
-    so the device, the part hash and the caller's own work overlap (the
-    hash is at most one buffer behind the reads). Three buffers turn:
-    the one being read, the caller's current one, and the one before it,
-    which the caller's last slice may still point into.
+    and from removable media that is cold anyway. A reader thread keeps
+    READS_AHEAD buffers in flight ahead of the caller and hands each to the
+    part hash's thread, so the device, the part hash and the caller's own
+    work overlap (the hash is at most one buffer behind the reads). The
+    buffers turn: those being read, the caller's current one, and the one
+    before it, which the caller's last slice may still point into.
     """
 
     folder: Path
@@ -201,7 +201,6 @@ class PartReader:
     _chunk: memoryview = field(default=memoryview(b""), init=False)
     _ahead: deque[Future[memoryview | None]] = field(default_factory=deque, init=False)
     _direct: bool = field(default=False, init=False)
-    _part_size: int = field(default=0, init=False)
     cached_bytes: int = field(default=0, init=False)  # how much came from the page cache
     _reader: ThreadPoolExecutor = field(init=False)
 
@@ -233,7 +232,6 @@ class PartReader:
             # No readahead: a read the cache answers must not start filling it with what comes next.
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._fd = fd
-        self._part_size = size
         self._hash = BackgroundHash()  # on a third thread, so the next read starts at once
         self._read = 0
         return True
@@ -277,7 +275,8 @@ class PartReader:
         to the device and then read it back.
         """
         fd, offset = self._fd, self._read
-        if not self._direct or in_page_cache(fd, offset, min(len(view), self._part_size - offset)):
+        part_size = self.toc.parts[self._index].size  # the file's size too: checked when it opened
+        if not self._direct or in_page_cache(fd, offset, min(len(view), part_size - offset)):
             n = os.preadv(fd, [view], offset)
             if self._direct:
                 self.cached_bytes += n
