@@ -91,9 +91,9 @@ def settle(seconds: float) -> None:
 
     On this kind of VM (virtio-balloon with free page reporting) pages freed
     by deleting the previous run's files go back to the host within about
-    2 s, and touching fresh pages costs 3-10x more than reusing returned
-    ones (BENCHMARKS.md); without a pause, whichever tool ran right after a
-    cleanup was measured on the cheap pages.
+    2 s, and writing into fresh pages ran 5-12x slower than into pages
+    freed a moment before (BENCHMARKS.md); without a pause, whichever tool
+    ran right after a cleanup could be measured on the cheap pages.
     """
     subprocess.run(["sync"], check=True)
     time.sleep(seconds)
