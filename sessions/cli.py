@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -89,27 +89,36 @@ def sched_group() -> None:
 @click.option("--policy", type=click.Choice(POLICY_NAMES), default="fgd-bf", show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--tune", type=float, default=1.3, show_default=True, help="Tune the task list to this x cluster GPU.")
-@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Curve CSV [replay-POLICY-SEED.csv].")
-@click.option("--png", "png_out", type=click.Path(path_type=Path), help="Curve plot [replay-POLICY-SEED.png].")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Write the curve as CSV here.")
+@click.option("--png", "png_out", type=click.Path(path_type=Path), help="Plot the curve here (needs the 'plot' extra).")
 def replay_command(
     nodes_csv: Path | None, pods_csv: Path | None, policy: str, seed: int, tune: float, csv_out: Path | None, png_out: Path | None
 ) -> None:
     """Replay a GPU cluster trace and print the allocation rate at 100 % arrived workload."""
-    from sessions.replay import load_nodes, load_tasks, replay, write_curve_csv, write_curve_png
+    from sessions.replay import load_nodes, load_tasks, replay, require_matplotlib, write_curve_csv, write_curve_png
 
     if tune < 1.0:
         raise ReservoirError(f"--tune {tune} is below 1.0", hint="the workload must reach 100 % of the cluster")
+    if png_out is not None:
+        require_matplotlib()
     nodes = load_nodes(nodes_csv or traces_dir() / DEFAULT_NODES)
     tasks = load_tasks(pods_csv or traces_dir() / DEFAULT_PODS)
     result = replay(nodes, tasks, policy, seed, tune)
-    csv_path = csv_out or Path(f"replay-{policy}-{seed}.csv")
-    png_path = png_out or Path(f"replay-{policy}-{seed}.png")
-    write_curve_csv(result, csv_path)
-    write_curve_png([result], png_path)
     click.echo(f"policy {policy} seed {seed}: {result.tasks} tasks, {result.failed} failed")
     click.echo(f"allocation rate at 100 % arrived workload: {result.allocation_at_full:.2f} %")
     click.echo(f"placement decisions per second: {result.decisions_per_second:,.0f}")
-    click.echo(f"curve: {csv_path}, {png_path}")
+    if csv_out is not None:
+        _write_output(csv_out, lambda: write_curve_csv(result, csv_out))
+    if png_out is not None:
+        _write_output(png_out, lambda: write_curve_png([result], png_out))
+
+
+def _write_output(path: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as exc:
+        raise ReservoirError(f"cannot write {path}: {exc.strerror}", hint="choose a writable path") from exc
+    click.echo(f"curve: {path}")
 
 
 def _print_ticket(ticket: Any) -> None:

@@ -24,7 +24,10 @@ from sessions.placement.base import ClusterState, NodeSpec
 from sessions.resources import MILLI_PER_GPU, Request
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
-POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec")
+# Only these are required: the public trace's multi-GPU variants ship no gpu_spec (or any
+# later column), and the columns a replay does not use are ignored.
+POD_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
+PLOT_EXTRA = "pip install 'reservoir[plot]'"
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,11 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
             return list(reader)
     except OSError as exc:
         raise ReservoirError(f"cannot read trace {path}: {exc.strerror}", hint="pass --nodes/--pods paths") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ReservoirError(f"{path}: not a readable CSV file ({exc})", hint="the trace must be UTF-8 CSV with a header row") from exc
 
 
-def _int(path: Path, row: int, column: str, value: str) -> int:
+def _int(path: Path, row: int, column: str, value: str | None) -> int:
     try:
         number = int(value or 0)
     except ValueError:
@@ -77,7 +82,7 @@ def load_nodes(path: Path) -> list[NodeSpec]:
             cpu_milli=_int(path, i, "cpu_milli", r["cpu_milli"]),
             mem_mib=_int(path, i, "memory_mib", r["memory_mib"]),
             gpus=_int(path, i, "gpu", r["gpu"]),
-            model=r["model"],
+            model=r["model"] or "",
         )
         for i, r in enumerate(_read_csv(path, NODE_COLUMNS), start=2)
     ]
@@ -99,11 +104,13 @@ def load_tasks(path: Path) -> list[Request]:
                 num_gpu=num_gpu,
                 cpu_milli=_int(path, i, "cpu_milli", r["cpu_milli"]),
                 mem_mib=_int(path, i, "memory_mib", r["memory_mib"]),
-                gpu_models=tuple(m for m in (r["gpu_spec"] or "").split("|") if m),
+                gpu_models=tuple(m for m in (r.get("gpu_spec") or "").split("|") if m),
             )
         )
     if not tasks:
         raise ReservoirError(f"{path}: the trace has no tasks")
+    if not any(t.num_gpu for t in tasks):
+        raise ReservoirError(f"{path}: no task asks for a GPU", hint="the replay measures GPU allocation")
     return tasks
 
 
@@ -168,8 +175,17 @@ def write_curve_csv(result: ReplayResult, path: Path) -> None:
             writer.writerow([i, f"{point.arrived_pct:.4f}", f"{point.allocated_pct:.4f}"])
 
 
+def require_matplotlib() -> None:
+    """Fail before a replay, not after it, when a plot was asked for and cannot be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ReservoirError("--png needs matplotlib, which is not installed", hint=PLOT_EXTRA) from None
+
+
 def write_curve_png(results: list[ReplayResult], path: Path) -> None:
     # matplotlib is imported here so the scheduler itself never needs it.
+    require_matplotlib()
     import matplotlib
 
     matplotlib.use("Agg")
