@@ -28,7 +28,8 @@ SIGNATURE = "manifest.json.sig"
 TOC = "toc.json"
 PART_PREFIX = "payload.tar."
 PART_RE = re.compile(r"^payload\.tar\.\d{3,6}$")
-MAX_MANIFEST_BYTES = 512 * 1024 * 1024
+# Room for tens of thousands of releases (1-4 KiB each in the JSON); also the most an unsigned file makes a site read.
+MAX_MANIFEST_BYTES = 64 << 20
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
