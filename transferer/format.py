@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from reservoir.blobs import SHA256_RE
 from reservoir.errors import IntegrityError
+from transferer.schema import Ecosystems, FieldError, check_document, installed_ecosystems, integer, list_of, record, sha256, shown, text
 
 FORMAT = "reservoir-bundle"
 FORMAT_VERSION = 1
@@ -47,45 +47,6 @@ def parse_size(text: str) -> int:
 
 def bundle_dir_name(hub_id: str, seq: int) -> str:
     return f"reservoir-{hub_id[:8]}-{seq:06d}"
-
-
-def safe_filename(value: Any, what: str) -> str:
-    """A file name from a bundle: one path component, no tricks."""
-    if not isinstance(value, str) or not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
-        raise BundleError(f"{what}: unsafe file name {str(value)[:80]!r}")
-    if len(value) > 255 or any(ord(c) < 32 for c in value):
-        raise BundleError(f"{what}: unsafe file name {value[:80]!r}")
-    return value
-
-
-def _sha(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not SHA256_RE.match(value):
-        raise BundleError(f"{what}: not a sha256 digest: {str(value)[:80]!r}")
-    return value
-
-
-def _int(value: Any, what: str, minimum: int = 0) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise BundleError(f"{what}: expected an integer >= {minimum}, got {str(value)[:40]!r}")
-    return value
-
-
-def _str(value: Any, what: str, limit: int = 4096) -> str:
-    if not isinstance(value, str) or len(value) > limit or "\0" in value:
-        raise BundleError(f"{what}: expected a string")
-    return value
-
-
-def _dict(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BundleError(f"{what}: expected an object")
-    return value
-
-
-def _list(value: Any, what: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise BundleError(f"{what}: expected a list")
-    return value
 
 
 @dataclass(frozen=True)
@@ -155,82 +116,64 @@ class Manifest:
         return json.dumps(doc, indent=1, sort_keys=True).encode()
 
 
-def _parse_release(raw: Any, where: str) -> dict[str, Any]:
-    release = _dict(raw, where)
-    for key in ("channel", "name", "display_name", "version"):
-        _str(release.get(key), f"{where}.{key}", 512)
-    for key in ("gate", "gate_reason", "declared_license", "state"):
-        if key in release:
-            _str(release[key], f"{where}.{key}", 1 << 16)
-    _dict(release.get("meta", {}), f"{where}.meta")
-    artifacts = _list(release.get("artifacts"), f"{where}.artifacts")
-    for i, artifact in enumerate(artifacts):
-        a = _dict(artifact, f"{where}.artifacts[{i}]")
-        safe_filename(a.get("filename"), f"{where}.artifacts[{i}].filename")
-        _sha(a.get("sha256"), f"{where}.artifacts[{i}].sha256")
-        if a.get("size") is not None:
-            _int(a.get("size"), f"{where}.artifacts[{i}].size")
-        meta = _dict(a.get("meta", {}), f"{where}.artifacts[{i}].meta")
-        for role, sha in _dict(meta.get("aux_blobs", {}), f"{where}.artifacts[{i}].meta.aux_blobs").items():
-            _sha(sha, f"{where}.artifacts[{i}].meta.aux_blobs.{role}")
-    return release
-
-
-def parse_manifest(data: bytes) -> Manifest:
+def _load_json(data: bytes, what: str) -> Any:
+    """JSON as bytes from a bundle; anything Python's parser can choke on is a BundleError."""
     try:
-        doc = _dict(json.loads(data), "manifest")
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise BundleError(f"{what} is not valid JSON (nested too deeply)") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"manifest.json is not valid JSON ({exc})") from exc
+        raise BundleError(f"{what} is not valid JSON ({str(exc)[:120]})") from None
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON, and PostgreSQL's JSON columns refuse them.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_manifest(data: bytes, ecosystems: Ecosystems | None = None) -> Manifest:
+    """The manifest, every field checked against the schema (transferer/schema.py, docs/bundles.md)."""
+    doc = _load_json(data, MANIFEST)
+    if not isinstance(doc, dict):
+        raise BundleError(f"{MANIFEST} is not a JSON object")
     if doc.get("format") != FORMAT:
-        raise BundleError(f"manifest.json is not a Reservoir bundle manifest (format {str(doc.get('format'))[:40]!r})")
+        raise BundleError(f"{MANIFEST} is not a Reservoir bundle manifest (format {shown(doc.get('format'), 40)})")
     if doc.get("format_version") != FORMAT_VERSION:
         raise BundleError(
-            f"bundle format version {doc.get('format_version')!r} is not supported (this site reads {FORMAT_VERSION})",
+            f"bundle format version {shown(doc.get('format_version'), 40)} is not supported (this site reads {FORMAT_VERSION})",
             hint="upgrade Reservoir on the site",
         )
-    seq = _int(doc.get("seq"), "manifest.seq", 1)
-    base = _int(doc.get("base"), "manifest.base")
-    if base >= seq:
-        raise BundleError(f"manifest: base {base} must be below seq {seq}")
-    channels = tuple(_dict(c, f"channels[{i}]") for i, c in enumerate(_list(doc.get("channels"), "manifest.channels")))
-    for i, channel in enumerate(channels):
-        _str(channel.get("name"), f"channels[{i}].name", 128)
-        _str(channel.get("kind"), f"channels[{i}].kind", 32)
-    releases = tuple(_parse_release(r, f"releases[{i}]") for i, r in enumerate(_list(doc.get("releases"), "manifest.releases")))
-    removed = tuple(_dict(r, f"removed[{i}]") for i, r in enumerate(_list(doc.get("removed"), "manifest.removed")))
-    for i, r in enumerate(removed):
-        for key in ("channel", "name", "version"):
-            _str(r.get(key), f"removed[{i}].{key}", 512)
-    blobs = []
-    for i, raw in enumerate(_list(doc.get("blobs"), "manifest.blobs")):
-        b = _dict(raw, f"blobs[{i}]")
-        blobs.append(BlobRef(_sha(b.get("sha256"), f"blobs[{i}].sha256"), _int(b.get("size"), f"blobs[{i}].size")))
-    toc = _dict(doc.get("toc"), "manifest.toc")
+    try:
+        check_document(doc, installed_ecosystems() if ecosystems is None else ecosystems)
+    except FieldError as exc:
+        raise BundleError(f"{MANIFEST}: {exc}") from None
     return Manifest(
-        hub_id=_str(doc.get("hub_id"), "manifest.hub_id", 64),
-        key_fingerprint=_str(doc.get("key_fingerprint"), "manifest.key_fingerprint", 64),
-        seq=seq,
-        base=base,
-        created=_str(doc.get("created"), "manifest.created", 64),
-        channels=channels,
-        releases=releases,
-        removed=removed,
-        blobs=tuple(blobs),
-        toc_sha256=_sha(toc.get("sha256"), "manifest.toc.sha256"),
-        toc_size=_int(toc.get("size"), "manifest.toc.size"),
+        hub_id=doc["hub_id"],
+        key_fingerprint=doc["key_fingerprint"],
+        seq=doc["seq"],
+        base=doc["base"],
+        created=doc["created"],
+        channels=tuple(doc["channels"]),
+        releases=tuple(doc["releases"]),
+        removed=tuple(doc["removed"]),
+        blobs=tuple(BlobRef(b["sha256"], b["size"]) for b in doc["blobs"]),
+        toc_sha256=doc["toc"]["sha256"],
+        toc_size=doc["toc"]["size"],
     )
 
 
+TOC_SCHEMA = record({"parts": list_of(record({
+    "name": text(16, pattern=PART_RE, what="a part name (payload.tar.NNN)"), "size": integer(), "sha256": sha256(),
+}), 1_000_000)})
+
+
 def parse_toc(data: bytes) -> Toc:
+    """The table of contents, every field checked."""
     try:
-        doc = _dict(json.loads(data), "toc")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"toc.json is not valid JSON ({exc})") from exc
-    parts = []
-    for i, raw in enumerate(_list(doc.get("parts"), "toc.parts")):
-        p = _dict(raw, f"toc.parts[{i}]")
-        name = safe_filename(p.get("name"), f"toc.parts[{i}].name")
-        if not PART_RE.match(name):
-            raise BundleError(f"toc.parts[{i}]: unexpected part name {name[:80]!r}")
-        parts.append(PartRef(name, _int(p.get("size"), f"toc.parts[{i}].size"), _sha(p.get("sha256"), f"toc.parts[{i}].sha256")))
-    return Toc(tuple(parts))
+        doc = TOC_SCHEMA(_load_json(data, TOC), "toc")
+    except FieldError as exc:
+        raise BundleError(f"{TOC}: {exc}") from None
+    parts = tuple(PartRef(p["name"], p["size"], p["sha256"]) for p in doc["parts"])
+    if len({p.name for p in parts}) != len(parts):
+        raise BundleError(f"{TOC}: a part is listed twice")
+    return Toc(parts)
