@@ -72,11 +72,12 @@ def key() -> None:
 @pass_app
 def key_export(app: AppContext, out: Path) -> None:
     """Write the hub's public key, for sites to `reservoir trust add`."""
-    from reservoir.keys import load_signing_key, public_pem
+    from reservoir.keys import load_signing_key, public_key_file
 
     app.home.require_role("hub")
     signing = load_signing_key(app.home.keys_dir)
-    out.write_bytes(public_pem(signing.public))
+    # The file names the hub, so `trust add` binds that hub id to this key only.
+    out.write_bytes(public_key_file(signing.public, app.home.instance_id))
     click.echo(f"public key {signing.fingerprint[:16]} written to {out}")
 
 

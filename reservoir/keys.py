@@ -3,12 +3,17 @@
 Keys are stored as PEM: ``keys/hub.key`` (private, mode 0600) and
 ``keys/hub.pub`` on a hub; ``keys/trusted/<fingerprint>.pub`` on a site.
 A key's fingerprint is the sha256 of its raw 32-byte public key.
+
+An exported hub key names its hub on a text line above the PEM block
+(``Reservoir hub id: <id>``; PEM readers skip text before ``-----BEGIN``),
+so a site can bind that hub id to that key when it is told to trust it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +26,9 @@ from reservoir.errors import ConfigError, IntegrityError
 PRIVATE_NAME = "hub.key"
 PUBLIC_NAME = "hub.pub"
 TRUSTED_DIR = "trusted"
+HUB_ID_LABEL = "Reservoir hub id:"
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SHORT = 16
 
 
 def fingerprint(public: Ed25519PublicKey) -> str:
@@ -28,8 +36,29 @@ def fingerprint(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+def short(fingerprint: str) -> str:
+    """The form messages and `trust ls` print."""
+    return fingerprint[:SHORT]
+
+
 def public_pem(public: Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_key_file(public: Ed25519PublicKey, hub_id: str) -> bytes:
+    """What `reservoir key export` writes: the hub id line, then the PEM block."""
+    return f"{HUB_ID_LABEL} {hub_id}\n".encode() + public_pem(public)
+
+
+def hub_id_in(data: bytes, source: str) -> str | None:
+    """The hub id a key file names above its PEM block; None for a bare PEM key."""
+    for line in data.split(b"-----BEGIN", 1)[0].decode("utf-8", "replace").splitlines():
+        if line.startswith(HUB_ID_LABEL):
+            hub_id = line[len(HUB_ID_LABEL) :].strip()
+            if not HUB_ID_RE.match(hub_id):
+                raise ConfigError(f"{source}: hub id {hub_id[:80]!r} is malformed", hint="export the key again on the hub")
+            return hub_id
+    return None
 
 
 def load_public_pem(data: bytes, source: str) -> Ed25519PublicKey:
@@ -91,6 +120,10 @@ def add_trusted_key(keys_dir: Path, pem: bytes, source: str) -> str:
     trusted.mkdir(parents=True, exist_ok=True)
     (trusted / f"{fp}.pub").write_bytes(public_pem(public))
     return fp
+
+
+def remove_trusted_key(keys_dir: Path, fingerprint: str) -> None:
+    (keys_dir / TRUSTED_DIR / f"{fingerprint}.pub").unlink(missing_ok=True)
 
 
 def trusted_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:

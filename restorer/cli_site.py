@@ -1,4 +1,4 @@
-"""`reservoir trust add`, `reservoir import`, `reservoir watch`."""
+"""`reservoir trust add|ls|rm`, `reservoir import`, `reservoir watch`."""
 
 from __future__ import annotations
 
@@ -20,11 +20,30 @@ def register(cli: click.Group) -> None:
     @pass_app
     def trust_add(app: AppContext, key_file: Path) -> None:
         """Trust the hub public key in KEY_FILE (from `reservoir key export`)."""
-        from reservoir.keys import add_trusted_key
+        from restorer.trust import trust_key
 
         app.home.require_role("site")
-        fingerprint = add_trusted_key(app.home.keys_dir, key_file.read_bytes(), str(key_file))
-        click.echo(f"trusting hub key {fingerprint[:16]}")
+        click.echo(trust_key(app, key_file.read_bytes(), str(key_file)))
+
+    @trust.command("ls")
+    @pass_app
+    def trust_ls(app: AppContext) -> None:
+        """The trusted hub keys and the hub each one signs for."""
+        from restorer.trust import describe_trust
+
+        app.home.require_role("site")
+        for line in describe_trust(app):
+            click.echo(line)
+
+    @trust.command("rm")
+    @click.argument("fingerprint")
+    @pass_app
+    def trust_rm(app: AppContext, fingerprint: str) -> None:
+        """Stop trusting the key whose fingerprint starts with FINGERPRINT, and unbind its hub."""
+        from restorer.trust import untrust_key
+
+        app.home.require_role("site")
+        click.echo(untrust_key(app, fingerprint))
 
     @cli.command("import")
     @click.argument("bundle_dir", type=click.Path(path_type=Path, file_okay=False))

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,10 +26,10 @@ from sqlalchemy.orm import Session
 from reservoir.blobs import BlobBatch, BlobStore, DiskFull
 from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
-from reservoir.keys import trusted_keys, verify_signature
+from reservoir.keys import short, trusted_keys, verify_signature
 from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState, utcnow
 from reservoir.progress import Progress
-from restorer.models import ImportedBundle, SiteGeneration
+from restorer.models import HubKey, ImportedBundle, SiteGeneration
 from restorer.publish import publish_site
 from transferer.format import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TOC, BundleError, Manifest, Toc, parse_manifest, parse_toc
 from transferer.payload import BLOCK, PartReader, read_members
@@ -36,6 +37,8 @@ from transferer.payload import BLOCK, PartReader, read_members
 log = logging.getLogger(__name__)
 # Room left on the site's filesystem beyond the payload itself (database, pages).
 SPACE_MARGIN = 16 << 20
+# A part modified this recently may still be being copied; one short and older than this is truncated.
+SETTLE_S = 5.0
 # Blobs at least this large are written around the page cache (reservoir.directio): they are
 # made durable at once and read again only when a client asks. BENCHMARKS.md has the trade.
 DIRECT_MIN_BYTES = 256 << 10
@@ -70,49 +73,112 @@ class ImportOutcome:
         )
 
 
-def read_signed_manifest(folder: Path, app: AppContext) -> tuple[Manifest, bytes]:
-    """The manifest, once its signature checks out against a trusted hub key."""
-    path = folder / MANIFEST
+@dataclass(frozen=True)
+class SignedManifest:
+    manifest: Manifest
+    raw: bytes
+    # The trusted key that actually signed `raw`: what the site binds and records, never the manifest's claim.
+    signer: str
+
+
+class NotABundle(ReservoirError):
+    """A folder without a manifest: the watcher waits for one, `reservoir import` refuses it."""
+
+
+def read_capped(path: Path, cap: int) -> bytes:
+    """The whole file, refused unread when it is over `cap` bytes: a hostile bundle cannot make the site load a huge file."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > cap:
+            raise BundleError(f"{path.name} is {size >> 20} MiB, over the {cap >> 20} MiB a manifest may be: not a Reservoir manifest")
+        # One byte more than the size shows a file still growing, without reading the rest.
+        data = f.read(size + 1)
+    if len(data) > size:
+        raise BundleIncomplete(f"{path.name} is still being copied")
+    return data
+
+
+def read_signed_manifest(folder: Path, app: AppContext) -> SignedManifest:
+    """The manifest, once its signature checks out against a trusted hub key, and that key's fingerprint."""
     try:
-        if path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise BundleError(f"{path}: manifest is implausibly large")
-        raw = path.read_bytes()
+        raw = read_capped(folder / MANIFEST, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
-        raise BundleIncomplete(f"{folder.name}: no {MANIFEST} yet") from None
+        raise NotABundle(
+            f"{folder} is not a bundle folder: it has no {MANIFEST}",
+            hint="pass a folder written by `reservoir export` (reservoir-HUBID-SEQ)",
+        ) from None
     try:
         signature = (folder / SIGNATURE).read_bytes()
     except FileNotFoundError:
-        raise BundleIncomplete(f"{folder.name}: no {SIGNATURE} yet") from None
+        raise BundleIncomplete(f"no {SIGNATURE} yet") from None
     keys = trusted_keys(app.home.keys_dir)
     if not keys:
         raise ReservoirError("this site trusts no hub key yet", hint="run `reservoir trust add HUB_KEY_FILE`")
-    verify_signature(keys, raw, signature, f"{folder.name}/{MANIFEST}")
-    return parse_manifest(raw), raw
+    # Verified before a byte of JSON is parsed.
+    signer = verify_signature(keys, raw, signature, MANIFEST)
+    manifest = parse_manifest(raw)
+    if manifest.key_fingerprint != signer:
+        raise BundleError(
+            f"{manifest.label} claims key {short(manifest.key_fingerprint)} but trusted key {short(signer)} signed it: refused",
+            hint="a hub signs with its own key only; ask the hub's operator where this bundle came from",
+        )
+    return SignedManifest(manifest, raw, signer)
 
 
 def read_toc(folder: Path, manifest: Manifest) -> Toc:
     try:
-        raw = (folder / TOC).read_bytes()
+        raw = read_capped(folder / TOC, manifest.toc_size)
     except FileNotFoundError:
-        raise BundleIncomplete(f"{folder.name}: no {TOC} yet") from None
+        raise BundleIncomplete(f"no {TOC} yet") from None
+    except BundleError:
+        raise BundleError(f"{TOC} does not match the signed manifest") from None
     if len(raw) != manifest.toc_size or hashlib.sha256(raw).hexdigest() != manifest.toc_sha256:
-        raise BundleError(f"{folder.name}/{TOC} does not match the signed manifest")
+        raise BundleError(f"{TOC} does not match the signed manifest")
     return parse_toc(raw)
 
 
-def check_parts_present(folder: Path, toc: Toc) -> None:
+def check_parts_present(folder: Path, toc: Toc, settle_s: float = SETTLE_S) -> None:
+    """Every part at its final size; a short part left alone for `settle_s` is truncated, not still arriving."""
     present = 0
+    settled_before = time.time() - settle_s
     for part in toc.parts:
         try:
-            size = (folder / part.name).stat().st_size
+            stat = (folder / part.name).stat()
         except FileNotFoundError:
             continue
-        if size == part.size:
+        if stat.st_size == part.size:
             present += 1
-        elif size > part.size:
-            raise BundleError(f"part {part.name} is larger than the table of contents says")
+        elif stat.st_size > part.size:
+            raise BundleError(f"part {part.name} is larger than the table of contents says ({stat.st_size} of {part.size} bytes)")
+        elif stat.st_mtime <= settled_before:
+            raise BundleError(
+                f"part {part.name} is truncated ({stat.st_size} of {part.size} bytes)",
+                hint="copy the bundle from the hub's media again",
+            )
+        else:
+            raise BundleIncomplete(f"part {part.name} is still being copied ({stat.st_size} of {part.size} bytes)")
     if present < len(toc.parts):
-        raise BundleIncomplete(f"{folder.name}: waiting, {present} of {len(toc.parts)} parts present")
+        raise BundleIncomplete(f"{present} of {len(toc.parts)} parts present")
+
+
+def check_hub_key(session: Session, manifest: Manifest, signer: str) -> bool:
+    """True when the hub is already bound to `signer`; raises when the hub or the key is bound elsewhere."""
+    bound = session.get(HubKey, manifest.hub_id)
+    if bound is not None and bound.key_fingerprint != signer:
+        raise BundleError(
+            f"{manifest.label} was signed by key {short(signer)}, but hub {manifest.hub_id[:8]} signs with key "
+            f"{short(bound.key_fingerprint)}: refused as an impersonation",
+            hint=f"if that hub really has a new key, run `reservoir trust rm {short(bound.key_fingerprint)}` and import again",
+        )
+    other = session.scalars(select(HubKey).where(HubKey.key_fingerprint == signer)).first()
+    if other is not None and other.hub_id != manifest.hub_id:
+        raise BundleError(
+            f"{manifest.label} was signed by key {short(signer)}, which signs for hub {other.hub_id[:8]}: "
+            "a key speaks for one hub only, refused",
+            hint=f"if that key really moved to hub {manifest.hub_id[:8]}, run `reservoir trust rm {short(signer)}`, "
+            "`reservoir trust add` it again and import again",
+        )
+    return bound is not None
 
 
 def check_sequence(session: Session, manifest: Manifest, manifest_sha: str) -> bool:
@@ -329,21 +395,27 @@ def catch_up_publishing(app: AppContext) -> bool:
     return True
 
 
-def import_bundle(app: AppContext, folder: Path) -> ImportOutcome:
+def import_bundle(app: AppContext, folder: Path, *, settle_s: float = SETTLE_S) -> ImportOutcome:
+    """Import one bundle folder; a part shorter than the TOC says is still arriving for `settle_s`, then truncated."""
     app.home.require_role("site")
     if not folder.is_dir():
-        raise ReservoirError(f"{folder} is not a bundle folder")
+        raise NotABundle(f"{folder} is not a bundle folder", hint="pass a folder written by `reservoir export`")
     catch_up_publishing(app)
-    manifest, raw = read_signed_manifest(folder, app)
-    manifest_sha = hashlib.sha256(raw).hexdigest()
+    signed = read_signed_manifest(folder, app)
+    manifest = signed.manifest
+    manifest_sha = hashlib.sha256(signed.raw).hexdigest()
     with app.db.session() as session:
+        check_hub_key(session, manifest, signed.signer)
         if check_sequence(session, manifest, manifest_sha):
             return ImportOutcome("already", manifest)
     toc = read_toc(folder, manifest)
-    check_parts_present(folder, toc)
+    check_parts_present(folder, toc, settle_s)
     check_free_space(app.blobs, toc.payload_size)
     new_blobs = extract_blobs(folder, toc, manifest, app.blobs)
     with app.db.write_transaction() as session:
+        # The binding is made in the transaction that records the hub's first import, or not at all.
+        if not check_hub_key(session, manifest, signed.signer):
+            session.add(HubKey(hub_id=manifest.hub_id, key_fingerprint=signed.signer, bound_by="import"))
         if check_sequence(session, manifest, manifest_sha):
             return ImportOutcome("already", manifest)
         apply_manifest(session, manifest)
@@ -354,7 +426,7 @@ def import_bundle(app: AppContext, folder: Path) -> ImportOutcome:
                 base=manifest.base,
                 full=manifest.full,
                 manifest_sha256=manifest_sha,
-                key_fingerprint=manifest.key_fingerprint,
+                key_fingerprint=signed.signer,
                 releases=len(manifest.releases),
                 removed=len(manifest.removed),
                 blobs=len(manifest.blobs),

@@ -19,16 +19,21 @@ from typing import Literal
 from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
 from reservoir.blobs import DiskFull
-from restorer.importer import BundleIncomplete, SequenceGap, import_bundle, move_bundle, read_signed_manifest
+from restorer.importer import (
+    SETTLE_S,
+    BundleIncomplete,
+    NotABundle,
+    SequenceGap,
+    import_bundle,
+    move_bundle,
+    read_signed_manifest,
+)
 from transferer.format import MANIFEST
 
 log = logging.getLogger(__name__)
 DONE = "done"
 FAILED = "failed"
 REASON = "REASON.txt"
-# A part modified this recently may still be being copied.
-SETTLE_S = 5.0
-
 Status = Literal["imported", "already", "waiting", "failed"]
 
 
@@ -58,7 +63,7 @@ def _order(app: AppContext, folders: list[Path]) -> list[Path]:
 
     def key(folder: Path) -> tuple[int, str, int, str]:
         try:
-            manifest, _ = read_signed_manifest(folder, app)
+            manifest = read_signed_manifest(folder, app).manifest
         except ReservoirError:
             return (1, "", 0, folder.name)
         return (0, manifest.hub_id, manifest.seq, folder.name)
@@ -89,8 +94,8 @@ def scan_inbox(app: AppContext, inbox: Path, *, settle_s: float = SETTLE_S) -> l
             results.append(InboxResult(folder.name, "waiting", f"no {MANIFEST} yet"))
             continue
         try:
-            outcome = import_bundle(app, folder)
-        except (BundleIncomplete, SequenceGap) as exc:
+            outcome = import_bundle(app, folder, settle_s=settle_s)
+        except (BundleIncomplete, NotABundle, SequenceGap) as exc:
             results.append(InboxResult(folder.name, "waiting", str(exc)))
             continue
         except DiskFull as exc:

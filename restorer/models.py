@@ -28,6 +28,21 @@ class ImportedBundle(Base):
     blobs: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class HubKey(Base):
+    """Which trusted key speaks for which hub: one key per hub id, one hub id per key.
+
+    Bound on a hub's first import (or by `trust add` when the key file names its hub), so a
+    second trusted hub cannot sign bundles in the first one's name.
+    """
+
+    __tablename__ = "hub_keys"
+
+    hub_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    bound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    bound_by: Mapped[str] = mapped_column(String(16), default="import")
+
+
 class SiteGeneration(Base):
     """Catalog changes vs publishes: a publisher that died after an import is caught up on the next start."""
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,16 +75,61 @@ def test_a_flipped_byte_in_a_part_is_refused(pair: Pair, site_wheels: dict[str, 
     assert_site_untouched(pair.site)
 
 
-def test_a_truncated_part_waits_and_never_imports(pair: Pair, site_wheels: dict[str, Path]) -> None:
+def test_a_part_still_being_copied_waits_and_never_imports(pair: Pair, site_wheels: dict[str, Path]) -> None:
     bundle = first_bundle(pair, site_wheels)
     part = bundle / "payload.tar.000"
     whole = part.read_bytes()
     part.write_bytes(whole[: len(whole) // 3])
-    with pytest.raises(BundleIncomplete, match="waiting, 0 of 1 parts present"):
-        import_bundle(pair.site, bundle)
+    with pytest.raises(BundleIncomplete, match=rf"part payload.tar.000 is still being copied \({len(whole) // 3} of {len(whole)} bytes\)"):
+        import_bundle(pair.site, bundle, settle_s=3600)
     assert_site_untouched(pair.site)
     part.write_bytes(whole)  # the copy finishes
     assert import_bundle(pair.site, bundle).status == "imported"
+
+
+def age(folder: Path, seconds: float) -> None:
+    """Make every file in `folder` look last written `seconds` ago (a copy that ended then)."""
+    then = time.time() - seconds
+    for path in folder.iterdir():
+        os.utime(path, (then, then))
+
+
+def test_a_truncated_part_fails_once_settled(pair: Pair, site_wheels: dict[str, Path]) -> None:
+    bundle = first_bundle(pair, site_wheels)
+    part = bundle / "payload.tar.000"
+    size = part.stat().st_size
+    os.truncate(part, size - 1000)
+    truncated = rf"part payload.tar.000 is truncated \({size - 1000} of {size} bytes\)"
+    age(bundle, 60)
+    with pytest.raises(BundleError, match=truncated):
+        import_bundle(pair.site, bundle, settle_s=30)
+    assert_site_untouched(pair.site)
+    inbox = pair.site.home.inbox_dir
+    shutil.move(str(bundle), inbox / bundle.name)
+    age(inbox / bundle.name, 60)
+    [result] = scan_inbox(pair.site, inbox, settle_s=30)
+    assert result.status == "failed" and re.search(truncated, result.message)
+    assert str(result).count(bundle.name) == 1
+    assert re.search(truncated, (inbox / FAILED / bundle.name / REASON).read_text())
+    assert_site_untouched(pair.site)
+
+
+def test_watch_once_moves_a_settled_truncated_part_to_failed(pair: Pair, site_wheels: dict[str, Path]) -> None:
+    bundle = first_bundle(pair, site_wheels)
+    part = bundle / "payload.tar.000"
+    size = part.stat().st_size
+    os.truncate(part, size - 1000)
+    inbox = pair.site.home.inbox_dir
+    shutil.move(str(bundle), inbox / bundle.name)
+    age(inbox / bundle.name, 3600)  # far past the default settle time: no sleeping
+    result = subprocess.run(
+        [sys.executable, "-m", "reservoir", "--home", str(pair.site.home.root), "watch", "--once"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"failed: {bundle.name}: part payload.tar.000 is truncated ({size - 1000} of {size} bytes)" in result.stdout
+    assert (inbox / FAILED / bundle.name / REASON).is_file()
+    assert_site_untouched(pair.site)
 
 
 def test_a_missing_part_waits_in_the_inbox(pair: Pair, site_wheels: dict[str, Path]) -> None:
