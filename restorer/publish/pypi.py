@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from reservoir.blobs import BlobStore
 from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState
+from restorer.publish.tree import safe_join
 
 API_VERSION = "1.1"
 PUBLISH_THREADS = 4
@@ -211,11 +212,12 @@ def _ordered(projects: dict[str, ProjectPage]) -> list[ProjectPage]:
     return [projects[name] for name in sorted(projects)]
 
 
-def write_page(path: Path, content: bytes) -> None:
-    """Write a page and its gzip twin (served when the client accepts gzip)."""
+def write_page(tree: Path, relative: str, content: bytes) -> None:
+    """Write a page and its gzip twin (served when the client accepts gzip), both inside `tree`."""
+    path = safe_join(tree, relative)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
-    path.with_name(path.name + ".gz").write_bytes(gzip.compress(content, compresslevel=9, mtime=0))
+    safe_join(tree, relative + ".gz").write_bytes(gzip.compress(content, compresslevel=9, mtime=0))
 
 
 def _dump_json(value: dict[str, Any]) -> bytes:
@@ -230,24 +232,23 @@ class PypiPublisher:
 
     def build(self, session: Session, blobs: BlobStore, tree: Path) -> int:
         projects = collect_projects(session)
-        simple = tree / "simple"
         # Pages live at simple/<project>/; files at files/...: two levels up.
         prefix = "../../"
 
         def write_project(page: ProjectPage) -> None:
-            write_page(simple / page.name / "index.json", _dump_json(project_json(page, prefix)))
-            write_page(simple / page.name / "index.html", project_html(page, prefix).encode())
+            # Names and file names come from bundles: every path is proven to stay in the tree.
+            write_page(tree, f"simple/{page.name}/index.json", _dump_json(project_json(page, prefix)))
+            write_page(tree, f"simple/{page.name}/index.html", project_html(page, prefix).encode())
             for f in page.files.values():
-                dest = tree / "files" / f.sha256 / f.filename
-                blobs.link_into(f.sha256, dest)
+                blobs.link_into(f.sha256, safe_join(tree, "files", f.sha256, f.filename))
                 if f.metadata_sha256 and blobs.has(f.metadata_sha256):
-                    blobs.link_into(f.metadata_sha256, dest.with_name(f.filename + ".metadata"))
+                    blobs.link_into(f.metadata_sha256, safe_join(tree, "files", f.sha256, f.filename + ".metadata"))
 
         # A project costs about ten file-system calls and little Python: threads overlap the calls'
         # waiting (BENCHMARKS.md, bundles), and list() re-raises the first failure.
         with ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish") as pool:
             list(pool.map(write_project, projects.values()))
-        write_page(simple / "index.json", _dump_json(root_json(projects)))
-        write_page(simple / "index.html", root_html(projects).encode())
+        write_page(tree, "simple/index.json", _dump_json(root_json(projects)))
+        write_page(tree, "simple/index.html", root_html(projects).encode())
         return len(projects)
 

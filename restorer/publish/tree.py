@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -20,10 +21,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reservoir.blobs import fsync_dir, sync_filesystem
+from reservoir.errors import ReservoirError
 
 CURRENT = "current"
 GENERATION_PREFIX = "gen-"
 BUILD_PREFIX = ".build-"
+
+
+class UnsafePath(ReservoirError):
+    """A path a publisher was asked to write would leave its tree."""
+
+
+def safe_join(tree: Path, *parts: str) -> Path:
+    """`tree / parts...`, proven to stay inside `tree`; every publisher writes through it.
+
+    Each part is one or more relative components; an absolute part, a `..`, an empty or `.`
+    component, a NUL or a backslash is refused, and so is any component that already exists
+    inside the tree as a symbolic link (writing through it could land anywhere). The names come
+    from bundles, so a refusal means a hostile or broken record that the schema let through.
+    """
+    components: list[str] = []
+    for part in parts:
+        if not isinstance(part, str) or not part or part.startswith("/") or "\0" in part or "\\" in part:
+            raise UnsafePath(f"refusing to publish {str(part)[:80]!r} under {tree}: not a relative path")
+        for component in part.split("/"):
+            if component in ("", ".", ".."):
+                raise UnsafePath(f"refusing to publish {part[:80]!r} under {tree}: it would leave the tree")
+            components.append(component)
+    path = str(tree)
+    for component in components:
+        path = os.path.join(path, component)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            break  # nothing below exists yet: whatever is created there is created by us, inside
+        if stat.S_ISLNK(mode):
+            raise UnsafePath(f"refusing to publish {'/'.join(components)[:80]!r} under {tree}: {component!r} is a link")
+    return tree.joinpath(*components)
 
 
 def live_generation(root: Path) -> Path | None:
