@@ -228,3 +228,24 @@ def test_import_of_a_folder_that_is_not_a_bundle(tmp_path: Path, pair: Pair) -> 
     assert result.returncode != 0
     [line] = result.stderr.strip().splitlines()
     assert "is not a bundle folder" in line and "yet" not in line
+
+
+def test_the_migration_binds_hubs_a_site_imported_from_before(tmp_path: Path, db_url: str, site_wheels: dict[str, Path]) -> None:
+    from alembic import command
+
+    pair = make_pair(tmp_path, site_db_url=db_url)
+    try:
+        assert import_bundle(pair.site, export(pair, pair.hub, wheel_named(site_wheels, "alpha-1.0"))).status == "imported"
+        database = pair.site.db
+        cfg = database.alembic_config()
+        with database.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "restorer_0001")
+            command.upgrade(cfg, "heads")
+        with database.session() as s:
+            [binding] = s.scalars(select(HubKey)).all()
+        assert (binding.hub_id, binding.key_fingerprint, binding.bound_by) == (
+            pair.hub.home.instance_id, key_of(pair.hub).fingerprint, "migration"
+        )
+    finally:
+        pair.close()
