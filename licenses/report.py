@@ -24,6 +24,7 @@ from licenses.categories import Category
 from licenses.declared import license_ids
 from licenses.review import blocked_by
 from reservoir.models import Release, ReleaseState
+from transferer.schema import AdvisoryRecord, DecisionRecord, EvidenceRecord, FieldError, VettingRecord, parse_vetting
 
 
 @dataclass
@@ -38,11 +39,21 @@ class ReportRow:
     detected: str | None
     concluded: str | None
     category: str
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    advisories: list[dict[str, Any]] = field(default_factory=list)
+    evidence: list[EvidenceRecord] = field(default_factory=list)
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    advisories: list[AdvisoryRecord] = field(default_factory=list)
     blocks: list[str] = field(default_factory=list)
     sha256: list[str] = field(default_factory=list)
+    # Why meta["vetting"] could not be read (a record stored before bundles were checked); "" when it was.
+    vetting_error: str = ""
+
+
+def read_vetting(meta: dict[str, Any] | None) -> tuple[VettingRecord, str]:
+    """A release's vetting record through the bundle schema, and why it is unreadable ("" when it is not)."""
+    try:
+        return parse_vetting((meta or {}).get("vetting") or {}, "vetting"), ""
+    except FieldError as exc:
+        return VettingRecord(), f"unreadable vetting record: {exc}"
 
 
 def report_rows(session: Session) -> list[ReportRow]:
@@ -53,16 +64,16 @@ def report_rows(session: Session) -> list[ReportRow]:
     blocks = blocked_by(releases)
     rows = []
     for release in sorted(releases, key=lambda r: (r.channel.name, r.name, r.version)):
-        vetting = (release.meta or {}).get("vetting") or {}
+        vetting, problem = read_vetting(release.meta)
         rows.append(ReportRow(
             channel=release.channel.name, name=release.name, version=release.version,
             gate=release.gate.value, gate_reason=release.gate_reason,
-            declared=vetting.get("declared"), declared_raw=vetting.get("declared_raw") or release.declared_license,
-            detected=vetting.get("detected"), concluded=vetting.get("concluded"),
-            category=vetting.get("category") or Category.UNKNOWN.value,
-            evidence=list(vetting.get("evidence") or []), decisions=list(vetting.get("decisions") or []),
-            advisories=list(vetting.get("advisories") or []), blocks=blocks.get(release.id, []),
-            sha256=sorted(a.sha256 for a in release.artifacts),
+            declared=vetting.declared, declared_raw=vetting.declared_raw or release.declared_license,
+            detected=vetting.detected, concluded=vetting.concluded,
+            category=vetting.category or Category.UNKNOWN.value,
+            evidence=list(vetting.evidence), decisions=list(vetting.decisions),
+            advisories=list(vetting.advisories), blocks=blocks.get(release.id, []),
+            sha256=sorted(a.sha256 for a in release.artifacts), vetting_error=problem,
         ))
     return rows
 
@@ -79,7 +90,7 @@ def render_csv(session: Session) -> str:
                      "gate_reason", "advisories", "blocks"])
     for r in report_rows(session):
         writer.writerow([r.channel, r.name, r.version, r.gate, r.category, r.declared or "", r.detected or "",
-                         r.concluded or "", r.gate_reason, " ".join(a.get("id", "") for a in r.advisories),
+                         r.concluded or "", r.gate_reason, " ".join(a.id for a in r.advisories),
                          " ".join(r.blocks)])
     return out.getvalue()
 
@@ -137,16 +148,17 @@ def _filter(name: str, values: list[str]) -> str:
 def _row_html(r: ReportRow) -> str:
     e = html.escape
     details = [f"<p>{e(r.gate_reason)}</p>"]
+    if r.vetting_error:
+        details.append(f"<p>{e(r.vetting_error)}</p>")
     if r.blocks:
         details.append(f"<p>blocks: {e(', '.join(r.blocks))}</p>")
     for a in r.advisories:
-        fixed = ", ".join(a.get("fixed") or []) or "no fixed version"
-        details.append(f"<p>advisory {e(a.get('id', ''))} ({e(str(a.get('severity', '')))}): fixed in {e(fixed)}</p>")
+        fixed = ", ".join(a.fixed) or "no fixed version"
+        details.append(f"<p>advisory {e(a.id)} ({e(a.severity)}): fixed in {e(fixed)}</p>")
     for d in r.decisions:
-        details.append(f"<p>{e(d['decision'])} by {e(d['who'])} at {e(d['when'])}: {e(d['reason'])}</p>")
+        details.append(f"<p>{e(d.decision)} by {e(d.who)} at {e(d.when)}: {e(d.reason)}</p>")
     evidence = "\n".join(
-        f"{ev.get('file')}:{ev.get('start_line')}-{ev.get('end_line')} {ev.get('spdx')} "
-        f"score={ev.get('score')} rule={ev.get('rule')} {ev.get('note', '')}" for ev in r.evidence
+        f"{ev.file}:{ev.start_line}-{ev.end_line} {ev.spdx} score={ev.score} rule={ev.rule} {ev.note}" for ev in r.evidence
     )
     details.append(f"<details><summary>evidence ({len(r.evidence)})</summary><pre>{e(evidence)}</pre></details>")
     return (
@@ -166,6 +178,8 @@ def spdx_document(session: Session, namespace_base: str = "http://127.0.0.1/rese
         Relationship, RelationshipType, SpdxNoAssertion,
     )
 
+    from license_expression import ExpressionError
+
     from licenses.declared import licensing
 
     rows = report_rows(session)
@@ -180,8 +194,13 @@ def spdx_document(session: Session, namespace_base: str = "http://127.0.0.1/rese
         def expression(value: str | None) -> Any:
             if not value:
                 return SpdxNoAssertion()
+            try:
+                parsed = licensing().parse(value)
+            except ExpressionError:
+                # A bundle's vetting says what it says; what is not SPDX is no assertion.
+                return SpdxNoAssertion()
             refs.update(i for i in license_ids(value) if i.startswith("LicenseRef-"))
-            return licensing().parse(value)
+            return parsed
 
         packages.append(Package(
             spdx_id=f"SPDXRef-Package-{index}", name=r.name, version=r.version,

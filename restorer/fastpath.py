@@ -117,8 +117,9 @@ class IndexAnswers:
         path = head.path
         if not path.startswith("/pypi/"):
             return None
-        if self.mode != "none" and self.state.authenticator.identify(head.headers.get("authorization")) is None:
-            return None  # aiohttp's middleware answers 401 with its realm
+        # Only credentials already verified: checking a password here would run scrypt on the event loop.
+        if self.mode != "none" and self.state.authenticator.cached(head.headers.get("authorization")) is None:
+            return None  # aiohttp's middleware checks them, or answers 401 with its realm
         if path.startswith("/pypi/simple/"):
             return self._page(path[len("/pypi/simple/") :], head)
         if path.startswith("/pypi/files/"):

@@ -30,7 +30,7 @@ from aiohttp import web
 from packaging.utils import canonicalize_name
 
 from reservoir.context import AppContext
-from restorer.auth import Account, AccountStore, Authenticator, AuthMode
+from restorer.auth import Account, AccountStore, Authenticator, AuthMode, TooManyFailures
 from restorer.filecache import FileCache
 from restorer.negotiation import Choice, negotiate
 from restorer.publish.tree import LiveLink
@@ -212,14 +212,25 @@ async def health(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def _require_admin(request: web.Request) -> Account | web.Response:
+async def _login(request: web.Request) -> Account | None:
+    """The account the request's credentials prove: checked once, off the event loop, failures limited per address."""
+    try:
+        return await _state(request).authenticator.verify(request.headers.get("Authorization"), request.remote or "-")
+    except TooManyFailures as exc:
+        raise web.HTTPTooManyRequests(
+            text="too many failed logins from this address: retry later\n",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+
+
+async def _require_admin(request: web.Request) -> Account | web.Response:
     authenticator = _state(request).authenticator
     if not authenticator.has_admins():
         return web.Response(
             status=403,
             text="admin pages need an admin account: run `reservoir users add NAME --admin`\n",
         )
-    account = authenticator.identify(request.headers.get("Authorization"))
+    account = await _login(request)
     if account is None:
         return _unauthorized("admin pages require authentication")
     if not account.admin:
@@ -235,7 +246,7 @@ def admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.S
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
-        who = _require_admin(request)
+        who = await _require_admin(request)
         if isinstance(who, web.Response):
             return who
         return await handler(request, who)
@@ -288,7 +299,7 @@ async def admin_licenses(request: web.Request, _who: Account) -> web.StreamRespo
 async def index_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """Guards everything but /admin (which checks itself) and /healthz."""
     if request.path.startswith("/pypi/") or request.path.startswith("/apt/") or request.path.startswith("/yum/"):
-        if _state(request).authenticator.identify(request.headers.get("Authorization")) is None:
+        if await _login(request) is None:
             return _unauthorized()
     return await handler(request)
 
