@@ -1,7 +1,11 @@
 """What syncs remember about upstreams, so an unchanged upstream costs little.
 
 - `UpstreamPage`: per channel and project, the last page's validators
-  (ETag / Last-Modified), a digest of its bytes and its parsed files;
+  (ETag / Last-Modified), a digest of its bytes, its parsed files, the
+  upstream's serial of that content and the serial the root index last listed;
+- `UpstreamRoot`: per channel, the root index's validators and serial, and
+  the options it was read for (a channel whose options changed asks every
+  page once more);
 - `FileMetadata`: per upstream file (by sha256), its core metadata and the
   blob that holds the raw METADATA, so no file is read twice.
 """
@@ -11,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reservoir.db import Base
@@ -29,6 +33,19 @@ class UpstreamPage(Base):
     last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
     digest: Mapped[str] = mapped_column(String(64))
     files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    serial: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    listed_serial: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class UpstreamRoot(Base):
+    __tablename__ = "hub_upstream_roots"
+
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True)
+    etag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
+    options_digest: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 

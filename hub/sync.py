@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,11 +24,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from downloader.base import SelectedRelease, Selection, UpstreamFile
-from downloader.pypi.adapter import CachedMetadata, CachedPage, Caches, PyPIAdapter, StoreOutcome
+from downloader.pypi.adapter import CachedMetadata, CachedPage, CachedRoot, Caches, PyPIAdapter, StoreOutcome
 from downloader.pypi.fetch import Fetcher, FetchPolicy
 from downloader.pypi.files import WHEEL
 from downloader.pypi.options import PyPIOptions
-from hub.cache import FileMetadata, UpstreamPage
+from hub.cache import FileMetadata, UpstreamPage, UpstreamRoot
 from hub.channels import get_channel
 from reservoir.blobs import BlobStore
 from reservoir.context import AppContext
@@ -91,7 +92,11 @@ def load_channel(session: Session, name: str) -> ChannelConfig:
 def load_caches(session: Session, channel_id: int) -> Caches:
     caches = Caches()
     for page in session.scalars(select(UpstreamPage).where(UpstreamPage.channel_id == channel_id)):
-        caches.pages[page.project] = CachedPage(page.etag, page.last_modified, page.digest, page.files)
+        caches.pages[page.project] = CachedPage(page.etag, page.last_modified, page.digest, page.files,
+                                                page.serial, page.listed_serial)
+    root = session.get(UpstreamRoot, channel_id)
+    if root is not None:
+        caches.root = CachedRoot(root.etag, root.last_modified, root.options_digest, root.serial)
     for row in session.scalars(select(FileMetadata)):
         caches.metadata[row.file_sha256] = CachedMetadata(row.metadata_sha256, row.fields)
     return caches
@@ -149,6 +154,14 @@ def _stored_size(file: UpstreamFile, blobs: BlobStore) -> int:
     return blobs.size(file.sha256) if blobs.has(file.sha256) else 0
 
 
+def _exported_signature(release: Release) -> str:
+    """What a bundle carries of a release, to tell whether a sync changed it."""
+    return json.dumps([release.display_name, release.state.value if release.state else None, release.meta,
+                       release.declared_license,
+                       sorted([a.filename, a.sha256, a.size, a.url, a.state.value if a.state else None, a.meta]
+                              for a in release.artifacts)], sort_keys=True, default=str)
+
+
 def _record_release(session: Session, channel_id: int, selected: SelectedRelease, before: Release | None,
                     outcomes: dict[str, StoreOutcome], report: ChannelReport, blobs: BlobStore) -> Release:
     was_complete = (
@@ -157,6 +170,7 @@ def _record_release(session: Session, channel_id: int, selected: SelectedRelease
         and all(a.state == ArtifactState.STORED for a in before.artifacts)
         and {a.filename for a in before.artifacts} == {f.filename for f in selected.files}
     )
+    signature_before = _exported_signature(before) if before is not None else ""
     release = before or Release(channel_id=channel_id, name=selected.name, version=selected.version)
     release.display_name = selected.display_name
     release.state = ReleaseState.ACTIVE
@@ -191,6 +205,9 @@ def _record_release(session: Session, channel_id: int, selected: SelectedRelease
             errors.append(artifact.error)
     for gone in have.values():  # files the upstream no longer lists for this release
         release.artifacts.remove(gone)
+    if before is not None and _exported_signature(release) != signature_before:
+        # A change to the files alone leaves the release row untouched, and exports find changes by updated_at.
+        release.updated_at = utcnow()
     if selected.failure or errors:
         reason = "; ".join(dict.fromkeys([selected.failure] if selected.failure else errors))
         report.failed.append(FailedRelease(selected.display_name, selected.version, reason, selected.key))
@@ -200,18 +217,25 @@ def _record_release(session: Session, channel_id: int, selected: SelectedRelease
     return release
 
 
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Slices small enough for an IN (...) on every database."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def _save_caches(session: Session, channel_id: int, caches: Caches) -> None:
     """Write what changed in the caches; new rows in bulk (an initial sync adds thousands)."""
     if caches.changed_pages:
-        rows = {
-            p.project: p
-            for p in session.scalars(select(UpstreamPage).where(UpstreamPage.channel_id == channel_id))
-        }
+        changed_pages = sorted(caches.changed_pages)
+        rows: dict[str, UpstreamPage] = {}
+        for chunk in _chunks(changed_pages):
+            query = select(UpstreamPage).where(UpstreamPage.channel_id == channel_id, UpstreamPage.project.in_(chunk))
+            rows.update((p.project, p) for p in session.scalars(query))
         fresh = []
-        for project in sorted(caches.changed_pages):
+        for project in changed_pages:
             entry = caches.pages[project]
             values = {"etag": entry.etag, "last_modified": entry.last_modified, "digest": entry.digest,
-                      "files": entry.files}
+                      "files": entry.files, "serial": entry.serial, "listed_serial": entry.listed_serial}
             row = rows.get(project)
             if row is None:
                 fresh.append({"channel_id": channel_id, "project": project, "fetched_at": utcnow(), **values})
@@ -220,9 +244,14 @@ def _save_caches(session: Session, channel_id: int, caches: Caches) -> None:
                     setattr(row, key, value)
         if fresh:
             session.execute(insert(UpstreamPage), fresh)
+    if caches.root_changed and caches.root is not None:
+        root = caches.root
+        session.merge(UpstreamRoot(channel_id=channel_id, etag=root.etag, last_modified=root.last_modified,
+                                   options_digest=root.options_digest, serial=root.serial, fetched_at=utcnow()))
     changed = sorted(caches.changed_metadata)
     if changed:
-        known = set(session.scalars(select(FileMetadata.file_sha256).where(FileMetadata.file_sha256.in_(changed))))
+        known = {sha for chunk in _chunks(changed)
+                 for sha in session.scalars(select(FileMetadata.file_sha256).where(FileMetadata.file_sha256.in_(chunk)))}
         new_rows: list[dict[str, Any]] = [
             {"file_sha256": sha, "metadata_sha256": caches.metadata[sha].metadata_sha256,
              "fields": caches.metadata[sha].fields}

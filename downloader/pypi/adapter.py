@@ -4,21 +4,39 @@ Caches make a re-sync cheap: each project page is fetched conditionally
 (ETag / Last-Modified) and re-parsed only when its bytes changed, and the
 metadata of a file is read once, keyed by the file's sha256, so resolving
 an unchanged upstream downloads nothing.
+
+Where the upstream offers serials (PyPI's `_last-serial` in its PEP 691
+root index, `X-PyPI-Last-Serial` on pages), one conditional request for the
+root tells which projects changed since the pages the cache holds; the
+others are not asked at all, so a no-change sync is one request (as
+bandersnatch's changelog call). A project never fetched, a page without a
+serial, a channel whose options changed, or a root without serials falls
+back to the conditional request per project.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from downloader.base import SelectedRelease, Selection, UpstreamFile
 from downloader.pypi.closure import Closure, gather_all
 from downloader.pypi.fetch import Fetcher, NotFound, Unreachable, is_file_url, upstream_root_exists
 from downloader.pypi.files import SDIST, WHEEL, Distribution
-from downloader.pypi.index import ACCEPT, IndexFile, ProjectPage, parse_page
+from downloader.pypi.index import (
+    ACCEPT,
+    JSON_TYPE,
+    IndexFile,
+    ProjectPage,
+    parse_page,
+    parse_root_serial,
+    parse_root_serials,
+    parse_serial_header,
+)
 from downloader.pypi.metadata import CoreMetadata, parse_metadata, read_sdist_metadata, read_wheel_metadata
 from downloader.pypi.options import PyPIOptions
 from reservoir.blobs import BlobBatch, BlobStore
@@ -31,6 +49,18 @@ class CachedPage:
     last_modified: str | None
     digest: str
     files: list[dict[str, Any]]
+    serial: int | None = None  # the upstream's serial of this page's content
+    listed_serial: int | None = None  # the project's serial in the last root index read
+
+
+@dataclass
+class CachedRoot:
+    """The last root index read for a channel: its validators and the options it was read for."""
+
+    etag: str | None
+    last_modified: str | None
+    options_digest: str
+    serial: int | None  # the root's `meta._last-serial`; None: the upstream offers no serials
 
 
 @dataclass
@@ -45,8 +75,15 @@ class Caches:
 
     pages: dict[str, CachedPage] = field(default_factory=dict)
     metadata: dict[str, CachedMetadata] = field(default_factory=dict)  # by file sha256
+    root: CachedRoot | None = None
     changed_pages: set[str] = field(default_factory=set)
     changed_metadata: set[str] = field(default_factory=set)
+    root_changed: bool = False
+
+    def remember_root(self, entry: CachedRoot) -> None:
+        if entry != self.root:
+            self.root = entry
+            self.root_changed = True
 
     def remember_page(self, project: str, entry: CachedPage) -> None:
         self.pages[project] = entry
@@ -63,6 +100,10 @@ class StoreOutcome:
     sha256: str
     error: str = ""
     aux_blobs: dict[str, str] = field(default_factory=dict)
+
+
+# Only the JSON root carries serials; an HTML root is still read (and ignored) if that is all there is.
+ROOT_ACCEPT = f"{JSON_TYPE}, text/html;q=0.1"
 
 
 def project_what(project: str, required_by: str) -> str:
@@ -91,14 +132,21 @@ class PyPIAdapter:
     caches: Caches
     fetcher: Fetcher
     on_page: Callable[[], None] = lambda: None
+    # {project: serial} from the root index read by this sync; None: ask every page.
+    listed: dict[str, int] | None = None
 
     def page_url(self, project: str) -> str:
         return f"{self.upstream.rstrip('/')}/{project}/"
+
+    @property
+    def options_digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.options.to_json(), sort_keys=True).encode()).hexdigest()
 
     async def select(self) -> Selection:
         if is_file_url(self.upstream) and not upstream_root_exists(self.upstream):
             raise Unreachable(f"upstream unreachable: {self.upstream} is not a folder",
                               hint="check the channel's --upstream")
+        self.listed = await self.read_root_serials()
         closure = Closure(self.options.targets, self.options.latest, self.options.sdists,
                           self.fetch_pages, self.read_metadata)
         result = await closure.run(self.options.requirements)
@@ -142,6 +190,42 @@ class PyPIAdapter:
 
     # ------------------------------------------------------------ pages
 
+    async def read_root_serials(self) -> dict[str, int] | None:
+        """Ask the root index once; {project: serial}, or None to ask each page instead."""
+        if not any(p.serial is not None for p in self.caches.pages.values()):
+            return None  # nothing to skip: a first sync, or an upstream whose pages carry no serials
+        digest = self.options_digest
+        cached = self.caches.root
+        options_changed = cached is not None and cached.options_digest != digest
+        conditional = cached is not None and cached.serial is not None and not options_changed
+        url = self.upstream.rstrip("/") + "/"
+        try:
+            response = await self.fetcher.get_page(
+                "the upstream's root index", url, cached.etag if conditional and cached else None,
+                cached.last_modified if conditional and cached else None, ROOT_ACCEPT)
+        except ReservoirError:
+            return None  # the pages are still there to ask; the root is only a shortcut
+        if response.status == 304 and conditional:
+            return {project: page.listed_serial for project, page in self.caches.pages.items()
+                    if page.listed_serial is not None}
+        serials = parse_root_serials(response.content_type, response.body) if response.status == 200 else None
+        root_serial = parse_root_serial(response.body) if serials is not None else None
+        self.caches.remember_root(CachedRoot(response.etag, response.last_modified, digest, root_serial))
+        if serials is None:
+            return None
+        for project, page in self.caches.pages.items():
+            listed = serials.get(project)
+            if listed != page.listed_serial:
+                self.caches.remember_page(project, replace(page, listed_serial=listed))
+        # Options just changed: this sync asks every page once, the next one trusts the root again.
+        return None if options_changed else serials
+
+    def _unchanged(self, project: str, cached: CachedPage | None) -> bool:
+        if self.listed is None or cached is None or cached.serial is None:
+            return False
+        listed = self.listed.get(project)
+        return listed is not None and listed <= cached.serial
+
     async def fetch_pages(self, projects: list[str], required_by: dict[str, str]) -> dict[str, ProjectPage]:
         pages = await gather_all(self._page(p, required_by.get(p, "")) for p in projects)
         return dict(zip(projects, pages, strict=True))
@@ -149,6 +233,12 @@ class PyPIAdapter:
     async def _page(self, project: str, required_by: str) -> ProjectPage:
         what = project_what(project, required_by)
         cached = self.caches.pages.get(project)
+        if self._unchanged(project, cached):
+            assert cached is not None
+            self.on_page()
+            return ProjectPage.from_json(project, cached.files)
+        # What the root listed stays remembered even in a sync that does not trust it (options changed).
+        listed = self.listed.get(project) if self.listed is not None else (cached.listed_serial if cached else None)
         url = self.page_url(project)
         try:
             response = await self.fetcher.get_page(
@@ -160,17 +250,24 @@ class PyPIAdapter:
             # A dependency: the releases needing it fail, the rest of the channel syncs.
             return ProjectPage(project, missing=True)
         self.on_page()
+        header_serial = parse_serial_header(response.serial)
         if response.status == 304 and cached is not None:
+            self._refresh(project, cached, replace(cached, serial=header_serial or cached.serial, listed_serial=listed))
             return ProjectPage.from_json(project, cached.files)
         digest = hashlib.sha256(response.content_type.encode() + b"\0" + response.body).hexdigest()
         if cached is not None and cached.digest == digest:
-            if (cached.etag, cached.last_modified) != (response.etag, response.last_modified):
-                self.caches.remember_page(project, CachedPage(response.etag, response.last_modified, digest,
-                                                              cached.files))
+            self._refresh(project, cached, replace(cached, etag=response.etag, last_modified=response.last_modified,
+                                                   serial=header_serial or cached.serial, listed_serial=listed))
             return ProjectPage.from_json(project, cached.files)
         page = parse_page(project, url, response.content_type, response.body)
-        self.caches.remember_page(project, CachedPage(response.etag, response.last_modified, digest, page.to_json()))
+        serial = header_serial if header_serial is not None else page.serial
+        self.caches.remember_page(project, CachedPage(response.etag, response.last_modified, digest, page.to_json(),
+                                                      serial, listed))
         return page
+
+    def _refresh(self, project: str, cached: CachedPage, fresh: CachedPage) -> None:
+        if fresh != cached:
+            self.caches.remember_page(project, fresh)
 
     # ------------------------------------------------------------ metadata
 

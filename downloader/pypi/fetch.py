@@ -26,6 +26,7 @@ from reservoir.errors import IntegrityError, ReservoirError
 T = TypeVar("T")
 CHUNK = 1 << 16
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+SERIAL_HEADER = "X-PyPI-Last-Serial"
 
 
 class Unreachable(ReservoirError):
@@ -52,6 +53,7 @@ class PageResponse:
     content_type: str
     etag: str | None
     last_modified: str | None
+    serial: str | None = None  # X-PyPI-Last-Serial, as sent
 
 
 @dataclass
@@ -139,13 +141,14 @@ class Fetcher:
                 if resp.status == 404:
                     raise NotFound(f"{what}: not found upstream (HTTP 404 at {url})",
                                    hint="check the project name and the channel's upstream")
+                serial = resp.headers.get(SERIAL_HEADER)
                 if resp.status == 304:
-                    return PageResponse(304, b"", "", etag, last_modified)
+                    return PageResponse(304, b"", "", etag, last_modified, serial)
                 if resp.status != 200:
                     raise ReservoirError(f"{what}: upstream answered HTTP {resp.status} at {url}")
                 body = await resp.read()
                 return PageResponse(200, body, resp.headers.get("Content-Type", "text/html"),
-                                    resp.headers.get("ETag"), resp.headers.get("Last-Modified"))
+                                    resp.headers.get("ETag"), resp.headers.get("Last-Modified"), serial)
 
         return await self._with_retries(what, url, once)
 

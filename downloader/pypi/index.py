@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from downloader.pypi.files import check_safe_filename
+from downloader.pypi.files import check_safe_filename, normalize
 from reservoir.errors import ReservoirError
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -59,6 +59,8 @@ class ProjectPage:
     files: list[IndexFile] = field(default_factory=list)
     # The index has no such project (only said of dependencies; a requested one is an error).
     missing: bool = False
+    # The upstream's change serial for the project (PyPI's `_last-serial`), when it offers one.
+    serial: int | None = None
 
     def to_json(self) -> list[dict[str, Any]]:
         return [f.to_json() for f in self.files]
@@ -105,7 +107,7 @@ def _parse_json(project: str, page_url: str, body: bytes) -> ProjectPage:
         raise _malformed(project, f"invalid JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):
         raise _malformed(project, "JSON has no 'files' list")
-    page = ProjectPage(project)
+    page = ProjectPage(project, serial=_serial(data.get("meta")))
     for entry in data["files"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str) or not isinstance(entry.get("url"), str):
             raise _malformed(project, "a file entry lacks 'filename' or 'url'")
@@ -129,6 +131,48 @@ def _parse_json(project: str, page_url: str, body: bytes) -> ProjectPage:
             )
         )
     return page
+
+
+def _serial(meta: Any) -> int | None:
+    value = meta.get("_last-serial") if isinstance(meta, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def parse_serial_header(value: str | None) -> int | None:
+    """PyPI's X-PyPI-Last-Serial; None when absent or not a number."""
+    return int(value) if value and value.strip().isdigit() else None
+
+
+def parse_root_serial(body: bytes) -> int | None:
+    """The root index's own `meta._last-serial` (the upstream's latest change)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return _serial(data.get("meta")) if isinstance(data, dict) else None
+
+
+def parse_root_serials(content_type: str, body: bytes) -> dict[str, int] | None:
+    """{normalized project: serial} from a PEP 691 JSON root index; None when it offers no serials.
+
+    A root without `meta._last-serial` (or an HTML one) says nothing about
+    changes, so the caller asks each project page instead.
+    """
+    if not content_type.split(";", 1)[0].strip().lower().endswith("json"):
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or _serial(data.get("meta")) is None or not isinstance(data.get("projects"), list):
+        return None
+    serials = {}
+    for entry in data["projects"]:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            serial = _serial(entry)
+            if serial is not None:
+                serials[normalize(entry["name"])] = serial
+    return serials
 
 
 class _AnchorCollector(html.parser.HTMLParser):

@@ -3,6 +3,7 @@
 `write_index` lays out a "simple" repository the way a static mirror does::
 
     <root>/simple/index.html                     the project list
+    <root>/simple/index.json                     the PEP 691 JSON project list
     <root>/simple/<project>/index.html           PEP 503 HTML (always)
     <root>/simple/<project>/index.json           PEP 691 JSON (json=True)
     <root>/files/<filename>                      the package files
@@ -11,7 +12,10 @@
 It is usable as a `file://` index as it stands (`IndexTree.file_url`), and
 `serve_index` serves the same tree over HTTP with PEP 691 content
 negotiation, ETag / If-None-Match (304) and counters of what was asked, so
-tests can assert that a re-sync downloaded nothing. `IndexTree.stall`
+tests can assert that a re-sync downloaded nothing. With `serials=True` it
+also keeps a serial per project, bumped when the project's page changes,
+and shows it as PyPI does: `_last-serial` in the JSON root and pages, and
+the `X-PyPI-Last-Serial` header. `IndexTree.stall`
 makes the server hold a file's response until released, for kill tests;
 `RunningIndex.flaky` makes it answer 503 a given number of times first.
 
@@ -34,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
@@ -73,6 +78,10 @@ class IndexTree:
     def file_url(self) -> str:
         return self.simple.as_uri() + "/"
 
+    @property
+    def serials_file(self) -> Path:
+        return self.root / "serials.json"
+
     def page(self, project: str, kind: str = "html") -> Path:
         return self.simple / canonicalize_name(project) / f"index.{kind}"
 
@@ -85,6 +94,7 @@ def write_index(
     metadata: bool = True,
     yanked: dict[str, str] | None = None,
     requires_python: dict[str, str] | None = None,
+    serials: bool = False,
 ) -> IndexTree:
     """Write (or rewrite) an index over `packages`; files are copied in.
 
@@ -107,6 +117,7 @@ def write_index(
     if tree.simple.exists():
         shutil.rmtree(tree.simple)
     tree.simple.mkdir(parents=True)
+    state = _load_serials(tree) if serials else None
     for project, paths in by_project.items():
         folder = tree.simple / project
         folder.mkdir()
@@ -128,12 +139,48 @@ def write_index(
                 entry["core-metadata"] = {"sha256": sha256_of(meta_path)}
             entries.append(entry)
         (folder / "index.html").write_text(_html_page(project, entries))
+        meta: dict[str, object] = {"api-version": "1.1"}
+        if state is not None:
+            meta["_last-serial"] = _serial_of(state, project, entries)
         if json_pages:
-            page = {"meta": {"api-version": "1.1"}, "name": project, "files": entries, "versions": []}
+            page = {"meta": meta, "name": project, "files": entries, "versions": []}
             (folder / "index.json").write_text(json.dumps(page, indent=1))
     links = "\n".join(f'<a href="{p}/">{p}</a>' for p in sorted(by_project))
     (tree.simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}\n</body></html>\n")
+    root: dict[str, object] = {"meta": {"api-version": "1.1"}, "projects": [{"name": p} for p in sorted(by_project)]}
+    if state is not None:
+        root["meta"] = {"api-version": "1.1", "_last-serial": state["last"]}
+        root["projects"] = [{"name": p, "_last-serial": state["projects"][p][1]} for p in sorted(by_project)]
+        tree.serials_file.write_text(json.dumps(state))
+    else:
+        tree.serials_file.unlink(missing_ok=True)
+    (tree.simple / "index.json").write_text(json.dumps(root))
     return tree
+
+
+def _load_serials(tree: IndexTree) -> dict[str, Any]:
+    try:
+        return dict(json.loads(tree.serials_file.read_text()))
+    except FileNotFoundError:
+        return {"last": 0, "projects": {}}
+
+
+def _serial_of(state: dict[str, Any], project: str, entries: list[dict[str, object]]) -> int:
+    """The project's serial: the upstream's next one when its page changed, else the one it had."""
+    digest = hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+    known = state["projects"].get(project)
+    if known is None or known[0] != digest:
+        state["last"] += 1
+        state["projects"][project] = [digest, state["last"]]
+    return int(state["projects"][project][1])
+
+
+def serial_of(tree: IndexTree, project: str) -> int | None:
+    """What the upstream says is `project`'s serial (None without serials)."""
+    if not tree.serials_file.is_file():
+        return None
+    known = json.loads(tree.serials_file.read_text())["projects"].get(canonicalize_name(project))
+    return int(known[1]) if known else None
 
 
 def _html_page(project: str, entries: list[dict[str, object]]) -> str:
@@ -156,7 +203,7 @@ def _html_page(project: str, entries: list[dict[str, object]]) -> str:
 class RunningIndex:
     tree: IndexTree
     port: int
-    requests: Counter[str] = field(default_factory=Counter)  # "page", "304", "file", "metadata"
+    requests: Counter[str] = field(default_factory=Counter)  # "root", "page", "304", "file", "metadata"
     stall: set[str] = field(default_factory=set)  # filenames whose responses wait for `released`
     released: threading.Event = field(default_factory=threading.Event)
     flaky: dict[str, int] = field(default_factory=dict)  # filename: how many 503s to answer first
@@ -170,6 +217,11 @@ class RunningIndex:
     def count(self, kind: str) -> int:
         with self.lock:
             return self.requests[kind]
+
+    def total(self) -> int:
+        """Every request answered since the last reset, of any kind."""
+        with self.lock:
+            return sum(self.requests.values())
 
     def reset(self) -> None:
         with self.lock:
@@ -185,12 +237,15 @@ def _handler(state: RunningIndex) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.requests[kind] += 1
 
-        def _send(self, status: int, body: bytes, content_type: str, etag: str | None = None) -> None:
+        def _send(self, status: int, body: bytes, content_type: str, etag: str | None = None,
+                  serial: int | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             if etag:
                 self.send_header("ETag", etag)
+            if serial is not None:
+                self.send_header("X-PyPI-Last-Serial", str(serial))
             self.end_headers()
             self.wfile.write(body)
 
@@ -199,32 +254,41 @@ def _handler(state: RunningIndex) -> type[BaseHTTPRequestHandler]:
             parts = [p for p in path.split("/") if p]
             if ".." in parts:
                 return self._send(400, b"bad path", "text/plain")
+            if parts == ["simple"]:
+                return self._root()
             if parts[:1] == ["simple"] and len(parts) == 2:
                 return self._page(parts[1])
             if parts[:1] == ["files"] and len(parts) == 2:
                 return self._file(parts[1])
             self._send(404, b"not found", "text/plain")
 
+        def _root(self) -> None:
+            return self._serve(state.tree.simple, "root", None)
+
         def _page(self, project: str) -> None:
-            folder = state.tree.simple / project
+            return self._serve(state.tree.simple / project, "page", serial_of(state.tree, project))
+
+        def _serve(self, folder: Path, kind: str, serial: int | None) -> None:
             want_json = state.offer_json and JSON_TYPE in self.headers.get("Accept", "")
             page = folder / ("index.json" if want_json else "index.html")
             if want_json and not page.exists():
                 page = folder / "index.html"
             if not page.is_file():
-                self._bump("page")
+                self._bump(kind)
                 return self._send(404, b"not found", "text/plain")
             body = page.read_bytes()
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
             if self.headers.get("If-None-Match") == etag:
-                self._bump("304")
+                self._bump("304" if kind == "page" else f"{kind}-304")
                 self.send_response(304)
                 self.send_header("ETag", etag)
+                if serial is not None:
+                    self.send_header("X-PyPI-Last-Serial", str(serial))
                 self.end_headers()
                 return None
-            self._bump("page")
+            self._bump(kind)
             content_type = JSON_TYPE if page.name == "index.json" else "text/html; charset=utf-8"
-            return self._send(200, body, content_type, etag)
+            return self._send(200, body, content_type, etag, serial)
 
         def _file(self, name: str) -> None:
             self._bump("metadata" if name.endswith(".metadata") else "file")
