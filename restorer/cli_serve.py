@@ -45,8 +45,7 @@ def register(cli: click.Group) -> None:
         port = port if port is not None else int(config.get("port", 8080))
         mode = auth_mode(config.get("auth"))
         if nginx_config:
-            store = AccountStore(home.keys_dir)
-            htpasswd = store.write_htpasswd(store.load()) if mode != "none" else None
+            htpasswd = _write_htpasswd(AccountStore(home.keys_dir)) if mode != "none" else None
             click.echo(render_nginx_config(NginxSite(home.trees_dir, f"{host}:{port}", htpasswd)), nl=False)
             return
         interval = watch_interval if watch_interval is not None else float(home.section("site").get("watch_interval", 10))
@@ -94,3 +93,16 @@ def register(cli: click.Group) -> None:
         if not AccountStore(app.home.keys_dir).remove(name):
             raise ConfigError(f"no account named {name}")
         click.echo(f"account {name} removed")
+
+
+def _write_htpasswd(store: AccountStore) -> Path:
+    """nginx's password file, written only for an nginx configuration; says which accounts nginx will refuse."""
+    accounts = store.load()
+    for account in accounts.values():
+        if account.password_scrypt and not account.password_crypt:
+            click.echo(
+                f"warning: account {account.name} has no password nginx can check "
+                f"(set before this version): run `reservoir users add {account.name}` again",
+                err=True,
+            )
+    return store.write_htpasswd(accounts)
