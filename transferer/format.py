@@ -163,14 +163,14 @@ def parse_manifest(data: bytes, ecosystems: Ecosystems | None = None) -> Manifes
 
 
 TOC_SCHEMA = record({"parts": list_of(record({
-    "name": text(16, pattern=PART_RE, what="a part name (payload.tar.NNN)"), "size": integer(), "sha256": sha256(),
+    "name": text(64, pattern=PART_RE, what="a part name (payload.tar.NNN)"), "size": integer(), "sha256": sha256(),
 }), 1_000_000)})
 
 
 def parse_toc(data: bytes) -> Toc:
     """The table of contents, every field checked."""
     try:
-        doc = TOC_SCHEMA(_load_json(data, TOC), "toc")
+        doc = TOC_SCHEMA(_load_json(data, TOC), "")
     except FieldError as exc:
         raise BundleError(f"{TOC}: {exc}") from None
     parts = tuple(PartRef(p["name"], p["size"], p["sha256"]) for p in doc["parts"])
