@@ -105,7 +105,7 @@ def read_signed_manifest(folder: Path, app: AppContext) -> SignedManifest:
     except FileNotFoundError:
         raise NotABundle(
             f"{folder} is not a bundle folder: it has no {MANIFEST}",
-            hint="pass a folder written by `reservoir export` (reservoir-HUBID-SEQ)",
+            hint="pass a folder that `reservoir export` wrote, named reservoir-HUBID-SEQ",
         ) from None
     try:
         signature = (folder / SIGNATURE).read_bytes()
@@ -399,7 +399,8 @@ def import_bundle(app: AppContext, folder: Path, *, settle_s: float = SETTLE_S) 
     """Import one bundle folder; a part shorter than the TOC says is still arriving for `settle_s`, then truncated."""
     app.home.require_role("site")
     if not folder.is_dir():
-        raise NotABundle(f"{folder} is not a bundle folder", hint="pass a folder written by `reservoir export`")
+        what = "is not a bundle folder" if folder.exists() else "does not exist"
+        raise NotABundle(f"{folder} {what}", hint="pass a folder that `reservoir export` wrote, named reservoir-HUBID-SEQ")
     catch_up_publishing(app)
     signed = read_signed_manifest(folder, app)
     manifest = signed.manifest
