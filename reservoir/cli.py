@@ -15,14 +15,24 @@ from reservoir.plugins import command_registrars
 from reservoir.progress import Progress, configure_logging
 
 
+# click >= 8.2 signals "no subcommand, show the help" with a UsageError that must keep printing the help.
+_SHOW_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class ReservoirGroup(click.Group):
-    """Turns ReservoirError into one line on stderr and a non-zero exit."""
+    """Turns ReservoirError, and click's refusal of an option, into one line on stderr and a non-zero exit."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except ReservoirError as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except click.UsageError as exc:
+            if isinstance(exc, _SHOW_HELP):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"error: {exc.format_message().rstrip('.')} (see `{where} --help`)", err=True)
             ctx.exit(exc.exit_code)
 
 

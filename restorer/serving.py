@@ -8,6 +8,7 @@ it supervises them and runs the inbox watcher.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -42,7 +43,9 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.bind((host, port))
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="choose another --port") from exc
+        # A port in use or privileged is the port's fault; an address this machine does not have is the host's.
+        option = "--port" if exc.errno in (errno.EADDRINUSE, errno.EACCES) else "--host"
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}", hint=f"choose another {option}") from exc
     sock.listen(1024)
     sock.set_inheritable(True)
     return sock
