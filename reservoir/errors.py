@@ -3,6 +3,10 @@
 Every failure that reaches the command line is a ReservoirError: its message
 is one line that names the thing at fault and the cause, and, where there is
 one, what to do about it.
+
+Paths in messages: as the user gave them (the home as resolved once from
+``--home``), unquoted; a message about a file or folder starts with its path
+and a colon (``keys/site-users.json: not valid JSON``).
 """
 
 from __future__ import annotations

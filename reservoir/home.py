@@ -117,7 +117,7 @@ class Home:
     def require_role(self, role: Role) -> None:
         if self.role != role:
             raise ConfigError(
-                f"this command runs on a {role}, but {self.root} is a {self.role}",
+                f"{self.root}: a {self.role} home, but this command runs on a {role}",
                 hint=f"pass --home pointing at a {role} home",
             )
 
@@ -140,7 +140,7 @@ def load_home(root: Path) -> Home:
     config_path = root / CONFIG_NAME
     if not config_path.is_file():
         raise NotInitialized(
-            f"{root} is not a Reservoir home (no {CONFIG_NAME})",
+            f"{root}: not a Reservoir home (no {CONFIG_NAME})",
             hint="run `reservoir --home DIR init --role hub|site` first",
         )
     try:
@@ -155,7 +155,7 @@ def create_home(root: Path, role: Role) -> Home:
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if (root / CONFIG_NAME).exists():
-        raise ConfigError(f"{root} is already a Reservoir home", hint="choose another --home or remove it")
+        raise ConfigError(f"{root}: already a Reservoir home", hint="choose another --home or remove it")
     root.mkdir(parents=True, exist_ok=True)
     home = Home(
         root=root,

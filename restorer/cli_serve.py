@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,15 +17,65 @@ from reservoir.errors import ConfigError
 from restorer.auth import AccountStore, auth_mode
 from restorer.nginx import NginxSite, render_nginx_config
 
+PORTS = click.IntRange(0, 65535)  # 0: any free port
+_DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
+
+
+def listen_host(text: str) -> str | None:
+    """`text` as an address to listen on (an IP address, or a name this machine resolves), or None."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    # An IPv4 lookalike such as 999.1.1.1 is a typo, not a name to look up.
+    if _DOTTED_NUMBERS.match(text):
+        return None
+    try:
+        socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return None
+    return text
+
+
+class HostType(click.ParamType):
+    """--host, refused here with its name rather than when the socket is bound."""
+
+    name = "host"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        host = listen_host(str(value))
+        if host is None:
+            self.fail(f"{str(value)!r} is neither an IP address nor a name this machine resolves", param, ctx)
+        return host
+
+
+def configured_host(value: object) -> str:
+    host = listen_host(str(value))
+    if host is None:
+        raise ConfigError(f"[server] host {value!r} is neither an IP address nor a name this machine resolves")
+    return host
+
+
+def configured_port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"[server] port must be a number from 0 to 65535, not {value!r}")
+    return value
+
+
+def _accounts(app: AppContext) -> AccountStore:
+    """The site's accounts; a hub serves no index and has none."""
+    app.home.require_role("site")
+    return AccountStore(app.home.keys_dir)
+
 
 def register(cli: click.Group) -> None:
     @cli.command()
-    @click.option("--host", default=None, help="Address to listen on (default [server] host or 127.0.0.1).")
-    @click.option("--port", type=int, default=None, help="Port (default [server] port or 8080).")
-    @click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
+    @click.option("--host", type=HostType(), default=None, help="Address to listen on (default [server] host or 127.0.0.1).")
+    @click.option("--port", type=PORTS, default=None, help="Port (default [server] port or 8080; 0 picks a free one).")
+    @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core).")
     @click.option(
         "--watch-interval",
-        type=float,
+        type=click.FloatRange(min=0),
         default=None,
         help="Seconds between inbox scans (default [site] watch_interval or 10; 0 disables the watcher).",
     )
@@ -41,12 +95,13 @@ def register(cli: click.Group) -> None:
         home = app.home
         home.require_role("site")
         config = home.section("server")
-        host = host or str(config.get("host", "127.0.0.1"))
-        port = port if port is not None else int(config.get("port", 8080))
+        host = host or configured_host(config.get("host", "127.0.0.1"))
+        port = port if port is not None else configured_port(config.get("port", 8080))
         mode = auth_mode(config.get("auth"))
         if nginx_config:
             htpasswd = _write_htpasswd(AccountStore(home.keys_dir)) if mode != "none" else None
-            click.echo(render_nginx_config(NginxSite(home.trees_dir, f"{host}:{port}", htpasswd)), nl=False)
+            listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            click.echo(render_nginx_config(NginxSite(home.trees_dir, listen, htpasswd)), nl=False)
             return
         interval = watch_interval if watch_interval is not None else float(home.section("site").get("watch_interval", 10))
         from restorer.serving import serve_forever
@@ -64,11 +119,12 @@ def register(cli: click.Group) -> None:
     @pass_app
     def users_add(app: AppContext, name: str, admin: bool, password_stdin: bool) -> None:
         """Create an account or set its password."""
+        store = _accounts(app)
         if password_stdin:
             password = sys.stdin.readline().rstrip("\n")
         else:
             password = click.prompt("password", hide_input=True, confirmation_prompt=True)
-        AccountStore(app.home.keys_dir).set_password(name, password, admin=admin)
+        store.set_password(name, password, admin=admin)
         click.echo(f"account {name} saved{' (admin)' if admin else ''}")
 
     @users.command("token")
@@ -77,12 +133,12 @@ def register(cli: click.Group) -> None:
     @pass_app
     def users_token(app: AppContext, name: str, admin: bool) -> None:
         """Issue a new bearer token for NAME (printed once)."""
-        click.echo(AccountStore(app.home.keys_dir).new_token(name, admin=admin))
+        click.echo(_accounts(app).new_token(name, admin=admin))
 
     @users.command("ls")
     @pass_app
     def users_ls(app: AppContext) -> None:
-        for account in AccountStore(app.home.keys_dir).load().values():
+        for account in _accounts(app).load().values():
             kind = "admin" if account.admin else "reader"
             click.echo(f"{account.name}\t{kind}\t{len(account.token_sha256)} tokens")
 
@@ -90,7 +146,7 @@ def register(cli: click.Group) -> None:
     @click.argument("name")
     @pass_app
     def users_rm(app: AppContext, name: str) -> None:
-        if not AccountStore(app.home.keys_dir).remove(name):
+        if not _accounts(app).remove(name):
             raise ConfigError(f"no account named {name}")
         click.echo(f"account {name} removed")
 
