@@ -1,14 +1,21 @@
-"""Other workload mixes derived from a trace, to check a policy is not tuned to one mix.
+"""Workload mixes derived from a trace, in the spirit of the FGD paper's variants, to check a
+policy is not tuned to one mix.
 
-Each is the default trace with some tasks rewritten, drawn with a fixed
-generator so every run sees the same mix:
+Each is the trace with some tasks rewritten or added, drawn with a seeded
+generator so every run sees the same mix (the replay seed then tunes and
+shuffles it):
 
-- ``share-heavy``: half of the whole-GPU tasks become GPU shares, their size
-  drawn from the trace's own sharing tasks;
-- ``multi-gpu``: a third of the whole-GPU tasks ask for 2, 4 or 8 GPUs
-  (CPU and memory scaled with them);
-- ``constrained``: a third of the GPU tasks may only run on one GPU model,
-  drawn in proportion to the cluster's GPUs of each model.
+- ``share-100``: every GPU task asks for part of one GPU: a whole-GPU task
+  is replaced by one of the trace's own sharing tasks (GPU share, CPU and
+  memory together, so the CPU per GPU stays what sharing tasks ask for);
+- ``share-80``: whole-GPU tasks are replaced so until 80 % of GPU tasks share;
+- ``constrained-10`` / ``constrained-33``: that share of the GPU tasks may
+  only run on one GPU model, drawn in proportion to the cluster's GPUs of
+  each model;
+- ``multi-gpu-40``: single whole-GPU tasks ask for 2, 4 or 8 GPUs (CPU and
+  memory scaled with them) until multi-GPU tasks carry 40 % of the GPU
+  request;
+- ``cpu-200``: twice as many CPU-only tasks (each drawn from the trace's).
 """
 
 from __future__ import annotations
@@ -21,39 +28,67 @@ import numpy as np
 from sessions.placement.base import NodeSpec
 from sessions.resources import MILLI_PER_GPU, Request
 
-MIX_NAMES = ("default", "share-heavy", "multi-gpu", "constrained")
+MIX_NAMES = ("default", "share-100", "share-80", "constrained-10", "constrained-33", "multi-gpu-40", "cpu-200")
+SHARING_MIXES = ("share-100", "share-80")
+MIX_SEED = 0
 
 
 def _whole_one(task: Request) -> bool:
     return task.num_gpu == 1 and task.gpu_milli == MILLI_PER_GPU
 
 
-def derive_mix(name: str, tasks: list[Request], nodes: list[NodeSpec], seed: int = 0) -> list[Request]:
+def _sharing(tasks: list[Request], fraction: float, rng: np.random.Generator) -> list[Request]:
+    shares = [t for t in tasks if t.is_sharing] or [Request(gpu_milli=MILLI_PER_GPU // 2, num_gpu=1)]
+    gpu = [i for i, t in enumerate(tasks) if t.num_gpu]
+    want = int(round(fraction * len(gpu))) - sum(tasks[i].is_sharing for i in gpu)
+    out = list(tasks)
+    for i in rng.permutation([i for i in gpu if not tasks[i].is_sharing])[: max(want, 0)]:
+        out[i] = replace(shares[int(rng.integers(len(shares)))], gpu_models=tasks[i].gpu_models)
+    return out
+
+
+def _constrained(tasks: list[Request], nodes: list[NodeSpec], fraction: float, rng: np.random.Generator) -> list[Request]:
+    gpus: Counter[str] = Counter()
+    for n in nodes:
+        gpus[n.model] += n.gpus
+    models = sorted(m for m in gpus if gpus[m])
+    weights = np.array([gpus[m] for m in models], dtype=float)
+    weights /= weights.sum()
+    gpu = [i for i, t in enumerate(tasks) if t.num_gpu]
+    out = list(tasks)
+    for i in rng.permutation(gpu)[: int(round(fraction * len(gpu)))]:
+        out[i] = replace(tasks[i], gpu_models=(str(rng.choice(models, p=weights)),))
+    return out
+
+
+def _multi_gpu(tasks: list[Request], fraction: float, rng: np.random.Generator) -> list[Request]:
+    out = list(tasks)
+    total = sum(t.total_gpu_milli for t in out)
+    multi = sum(t.total_gpu_milli for t in out if t.num_gpu > 1)
+    for i in rng.permutation([i for i, t in enumerate(tasks) if _whole_one(t)]):
+        if multi >= fraction * total:
+            break
+        k = int(rng.choice([2, 4, 8], p=[0.5, 0.3, 0.2]))
+        t = tasks[i]
+        out[i] = replace(t, num_gpu=k, cpu_milli=t.cpu_milli * k, mem_mib=t.mem_mib * k)
+        total += (k - 1) * MILLI_PER_GPU
+        multi += k * MILLI_PER_GPU
+    return out
+
+
+def derive_mix(name: str, tasks: list[Request], nodes: list[NodeSpec], seed: int = MIX_SEED) -> list[Request]:
     rng = np.random.default_rng(seed)
     if name == "default":
         return list(tasks)
-    if name == "share-heavy":
-        shares = [t.gpu_milli for t in tasks if t.is_sharing]
-        return [
-            replace(t, gpu_milli=int(rng.choice(shares))) if _whole_one(t) and rng.random() < 0.5 else t for t in tasks
-        ]
-    if name == "multi-gpu":
-        out = []
-        for t in tasks:
-            if _whole_one(t) and rng.random() < 1 / 3:
-                k = int(rng.choice([2, 4, 8], p=[0.5, 0.3, 0.2]))
-                t = replace(t, num_gpu=k, cpu_milli=t.cpu_milli * k, mem_mib=t.mem_mib * k)
-            out.append(t)
-        return out
-    if name == "constrained":
-        gpus = Counter()
-        for n in nodes:
-            gpus[n.model] += n.gpus
-        models = sorted(m for m in gpus if gpus[m])
-        weights = np.array([gpus[m] for m in models], dtype=float)
-        weights /= weights.sum()
-        return [
-            replace(t, gpu_models=(str(rng.choice(models, p=weights)),)) if t.num_gpu and rng.random() < 1 / 3 else t
-            for t in tasks
-        ]
+    if name == "share-100":
+        return _sharing(tasks, 1.0, rng)
+    if name == "share-80":
+        return _sharing(tasks, 0.8, rng)
+    if name in ("constrained-10", "constrained-33"):
+        return _constrained(tasks, nodes, 0.10 if name.endswith("10") else 0.33, rng)
+    if name == "multi-gpu-40":
+        return _multi_gpu(tasks, 0.40, rng)
+    if name == "cpu-200":
+        cpu_only = [t for t in tasks if not t.num_gpu]
+        return list(tasks) + [cpu_only[int(i)] for i in rng.integers(len(cpu_only), size=len(cpu_only))] if cpu_only else list(tasks)
     raise ValueError(f"unknown mix {name!r}")

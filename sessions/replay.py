@@ -138,7 +138,8 @@ def replay(
     workload = tune_tasks(tasks, capacity, tune, rng)
     order = rng.permutation(len(workload))
     workload = [workload[i] for i in order]
-    policy = make_policy(policy_name, seed=seed, workload=workload)
+    # The simulator builds FGD's typical tasks once, from the trace as read, before tuning.
+    policy = make_policy(policy_name, seed=seed, workload=tasks)
     arrived = allocated = failed = 0
     curve: list[CurvePoint] = []
     at_full: float | None = None

@@ -26,7 +26,7 @@ from sessions.resources import MILLI_PER_GPU, Request
 
 @dataclass(frozen=True)
 class TaskMix:
-    """Typical task classes and their popularity (summing to 1)."""
+    """Typical task classes and their popularity (summing to 1): the simulator's "typical pods"."""
 
     cpu: np.ndarray  # [C]
     mem: np.ndarray
@@ -36,18 +36,25 @@ class TaskMix:
     weight: np.ndarray
 
     @classmethod
-    def from_tasks(cls, tasks: list[Request], coverage: float = 1.0, step: int = 10) -> TaskMix:
-        """The most popular classes, `step` at a time, until they cover `coverage` of the tasks."""
+    def from_tasks(cls, tasks: list[Request], coverage: float = 1.0, step: int = 1) -> TaskMix:
+        """The most popular classes, `step` at a time, until they cover `coverage` of the tasks.
+
+        A class is (CPU, GPU milli per GPU, GPUs, models), CPU-only tasks included, memory not
+        part of it, each task counted once, as in the simulator. Equal counts are ordered as it
+        sorts them (larger CPU, then larger GPU milli, GPUs and model string first). The authors'
+        scripts configure a 95 % popularity cut; on the default trace that cut replays at 89.5 %
+        against the published 95.23 %, every class at 95.1 %, so every class is the default
+        (docs/scheduler.md, "FGD against the simulator").
+        """
         classes = Counter(
-            (t.cpu_milli, 0, t.gpu_milli if t.is_sharing else (MILLI_PER_GPU if t.num_gpu else 0), t.num_gpu, t.gpu_models)
+            (t.cpu_milli, t.gpu_milli if t.is_sharing else (MILLI_PER_GPU if t.num_gpu else 0), t.num_gpu, t.gpu_models)
             for t in tasks
         )
         if not classes:
-            classes = Counter({(0, 0, MILLI_PER_GPU, 1, ()): 1})
-        ranked = classes.most_common()
+            classes = Counter({(0, MILLI_PER_GPU, 1, ()): 1})
+        ranked = sorted(classes.items(), key=lambda kc: (kc[1], kc[0][0], kc[0][1], kc[0][2], "|".join(kc[0][3])), reverse=True)
         total = sum(classes.values())
-        kept = 0
-        covered = 0
+        kept = covered = 0
         while covered < coverage * total and kept < len(ranked):
             kept = min(kept + step, len(ranked))
             covered = sum(count for _, count in ranked[:kept])
@@ -55,10 +62,10 @@ class TaskMix:
         keys = [k for k, _ in chosen]
         return cls(
             cpu=np.array([k[0] for k in keys], dtype=np.int64),
-            mem=np.array([k[1] for k in keys], dtype=np.int64),
-            need=np.array([k[2] for k in keys], dtype=np.int64),
-            count=np.array([k[3] for k in keys], dtype=np.int64),
-            models=tuple(k[4] for k in keys),
+            mem=np.zeros(len(keys), dtype=np.int64),
+            need=np.array([k[1] for k in keys], dtype=np.int64),
+            count=np.array([k[2] for k in keys], dtype=np.int64),
+            models=tuple(k[3] for k in keys),
             weight=np.array([c / covered for _, c in chosen], dtype=np.float64),
         )
 
@@ -91,6 +98,15 @@ def expected_frag(
     )
     per_class = np.where(runs, small, total[..., None])
     return (per_class * mix.weight).sum(axis=-1)
+
+
+def pick_share(scores: np.ndarray, rows: np.ndarray, gpus: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    """(node, GPU) as the simulator picks them: a node's score is its best GPU's; Kubernetes draws a
+    node uniformly among the best-scoring ones; on it, the lowest GPU index with that score wins."""
+    best = scores <= scores.min() + 1e-9
+    nodes = np.unique(rows[best])
+    node = int(nodes[0] if len(nodes) == 1 else rng.choice(nodes))
+    return node, int(gpus[best & (rows == node)].min())
 
 
 @dataclass
@@ -151,8 +167,8 @@ class FGD:
         cpu = state.cpu_free[rows] - task.cpu_milli
         mem = state.mem_free[rows] - task.mem_mib
         after = expected_frag(self.mix, fits, small, total, cpu, mem, cache.model_ok[rows])
-        best = pick_lowest(self._score(after - cache.frag[rows], state, task, rows), self.rng)
-        return Placement(int(rows[best]), (int(gpu_idx[best]),), task.gpu_milli)
+        node, gpu = pick_share(self._score(after - cache.frag[rows], state, task, rows), rows, gpu_idx, self.rng)
+        return Placement(node, (gpu,), task.gpu_milli)
 
     def _score(self, delta: np.ndarray, state: ClusterState, task: Request, rows: np.ndarray) -> np.ndarray:
         if not self.quantized:
