@@ -212,6 +212,31 @@ def check_free_space(store: BlobStore, payload_size: int) -> None:
         )
 
 
+def artifact_blobs(manifest: Manifest) -> set[str]:
+    """Every blob the bundle's releases name: their files and the files' auxiliary blobs (metadata)."""
+    digests: set[str] = set()
+    for release in manifest.releases:
+        for artifact in release["artifacts"]:
+            digests.add(artifact["sha256"])
+            digests.update(((artifact.get("meta") or {}).get("aux_blobs") or {}).values())
+    return digests
+
+
+def check_artifact_blobs(manifest: Manifest, store: BlobStore) -> None:
+    """Refuse a bundle naming a file that neither its payload nor the site's store holds.
+
+    Such a catalog would commit and then break every publish after it, so it
+    is refused before a byte of payload is read.
+    """
+    carried = {b.sha256 for b in manifest.blobs}
+    missing = sorted(sha for sha in artifact_blobs(manifest) - carried if not store.has(sha))
+    if missing:
+        raise BundleError(
+            f"{len(missing)} files the releases name are neither in the bundle nor on this site (first: {missing[0]})",
+            hint="export a --full bundle on the hub",
+        )
+
+
 def extract_blobs(folder: Path, toc: Toc, manifest: Manifest, store: BlobStore) -> int:
     """Stream the payload into the store, verifying parts and blobs; returns how many were new."""
     expected = {b.sha256: b.size for b in manifest.blobs}
@@ -412,6 +437,7 @@ def import_bundle(app: AppContext, folder: Path, *, settle_s: float = SETTLE_S) 
     toc = read_toc(folder, manifest)
     check_parts_present(folder, toc, settle_s)
     check_free_space(app.blobs, toc.payload_size)
+    check_artifact_blobs(manifest, app.blobs)
     new_blobs = extract_blobs(folder, toc, manifest, app.blobs)
     with app.db.write_transaction() as session:
         # The binding is made in the transaction that records the hub's first import, or not at all.

@@ -166,3 +166,19 @@ def test_safe_join_refuses_a_link_inside_the_tree(tmp_path: Path) -> None:
     with pytest.raises(UnsafePath, match="is a link"):
         safe_join(tree, "simple/evil/index.html")
     assert safe_join(tree, "simple", "good", "index.html") == tree / "simple" / "good" / "index.html"
+
+
+def test_a_release_naming_a_file_the_site_lacks_is_refused_before_the_payload(pair: Pair, site_wheels: dict[str, Path]) -> None:
+    """A trusted hub's bundle naming a blob it neither carries nor the site holds would break every later publish."""
+    add_to_hub(pair.hub, wheel_named(site_wheels, "alpha-1.0"))
+    import_bundle(pair.site, export_bundle(pair.hub, pair.media).path)  # type: ignore[arg-type]
+    before = site_state(pair.site)
+    add_to_hub(pair.hub, wheel_named(site_wheels, "gamma"))
+    second = export_bundle(pair.hub, pair.media).path
+    assert second is not None
+    manifest = json.loads((second / MANIFEST).read_bytes())
+    release_named(manifest, "gamma")["artifacts"][0]["sha256"] = "ab" * 32
+    resign(second, pair.hub, manifest)
+    with pytest.raises(BundleError, match=r"1 files the releases name are neither in the bundle nor on this site \(first: (ab)+\)"):
+        import_bundle(pair.site, second)
+    assert site_state(pair.site) == before
