@@ -93,3 +93,52 @@ class SchedQuota(Base):
 
     user: Mapped[str] = mapped_column(String(128), primary_key=True)
     max_gpu_milli: Mapped[int] = mapped_column(BigInteger)
+
+
+class SessionState(str, enum.Enum):
+    QUEUED = "queued"  # waiting for its scheduler request to be placed
+    STARTING = "starting"  # placed; its container is being created
+    RUNNING = "running"
+    ENDED = "ended"  # exited, failed, removed, reclaimed or lost: see end_reason
+
+
+class ComputeSession(Base):
+    """A user's container session; its GPU shares are held by `request` while it is not ended."""
+
+    __tablename__ = "compute_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    image: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), default="interactive")  # or "batch"
+    command: Mapped[list[str]] = mapped_column(JSON, default=list)
+    request_id: Mapped[int] = mapped_column(ForeignKey("sched_requests.id"), index=True)
+    state: Mapped[SessionState] = mapped_column(
+        Enum(SessionState, name="compute_session_state", values_callable=lambda e: [m.value for m in e], native_enum=False, length=16),
+        default=SessionState.QUEUED,
+        index=True,
+    )
+    node: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    container_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    end_reason: Mapped[str] = mapped_column(Text, default="")
+    # The container as it was asked of the engine (env, mounts, limits, device requests), for `info` and audits.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What it used, from engine stats and NVML: cpu_seconds, mem_peak_mib, gpu_util_pct, gpu_mem_mib.
+    usage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_active_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    idle_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    request: Mapped[SchedRequest] = relationship()
+
+
+class SessionUser(Base):
+    """The uid a site user's containers run as (from the host's passwd when it has one, else allocated)."""
+
+    __tablename__ = "session_users"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    uid: Mapped[int] = mapped_column(Integer, unique=True)
