@@ -1,0 +1,212 @@
+"""A binary `Packages` index (hostile input) into compact records, fast.
+
+An index of a whole archive holds some 63,000 stanzas; this parser splits the
+text on blank lines, then each stanza on line breaks, and keeps only the
+fields the closure and the publisher need, with the stanza's own text for the
+site to serve back unchanged. Dependency fields stay text until the closure
+asks for them (`relations.parse_relations` caches by text, and most
+dependency strings repeat).
+
+Refused, with one line naming the stanza: a line that is not a field, a
+missing or malformed required field, and a `Filename:` that is not a
+relative path under `pool/`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from reservoir.errors import IntegrityError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+VERSION_RE = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~:-]*$")
+ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# A pool path: relative, made of plain components, under pool/.
+POOL_PATH_RE = re.compile(r"^pool/(?:[A-Za-z0-9+_.~%:-]+/)*[A-Za-z0-9+_.~%:-]+$")
+MULTI_ARCH = frozenset({"no", "same", "foreign", "allowed"})
+# All of a record's checked fields at once, NUL-separated: one match per stanza instead of seven.
+_RECORD_RE = re.compile(
+    "\0".join(p.pattern[1:-1] for p in (NAME_RE, VERSION_RE, ARCH_RE, SHA256_RE, POOL_PATH_RE))
+    + r"\0[0-9]+\0(?:no|same|foreign|allowed)\Z")
+
+
+class IndexError_(IntegrityError):
+    """A Packages index that breaks the format; nothing of it is used."""
+
+
+@dataclass(slots=True)
+class PackageRecord:
+    name: str
+    version: str
+    arch: str
+    filename: str  # pool path, relative to the archive root
+    size: int
+    sha256: str
+    multi_arch: str = "no"
+    depends: str = ""
+    pre_depends: str = ""
+    recommends: str = ""
+    provides: str = ""
+    essential: bool = False
+    priority: str = ""
+    section: str = ""
+    source: str = ""  # the source package's name ("" when it is the binary's own)
+    stanza: str = ""  # the stanza as the upstream wrote it, its bytes read as Latin-1
+    suite: str = ""
+    component: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.name, self.version, self.arch)
+
+    @property
+    def source_name(self) -> str:
+        """The source package, without the `(version)` a binNMU adds."""
+        return self.source.split(" ", 1)[0] if self.source else self.name
+
+    def control(self) -> str:
+        """The stanza as text (UTF-8, as Debian writes it)."""
+        return self.stanza.encode("latin-1").decode("utf-8", errors="replace")
+
+    @property
+    def basename(self) -> str:
+        return self.filename.rsplit("/", 1)[-1]
+
+
+def _dot_part(path: str) -> bool:
+    return any(part in (".", "..") for part in path.split("/"))
+
+
+def check_pool_path(path: str) -> str:
+    """`path` if it is a plain relative path under pool/; raises ValueError otherwise."""
+    if not POOL_PATH_RE.match(path) or _dot_part(path):
+        raise ValueError(f"Filename {path[:120]!r} is not a relative path under pool/")
+    return path
+
+
+def _fail(where: str, number: int, name: str, reason: str) -> IndexError_:
+    who = f"stanza {number} ({name})" if name else f"stanza {number}"
+    return IndexError_(f"{where}: {who}: {reason}", hint="the upstream index is malformed or hostile; nothing was used")
+
+
+def parse_packages(data: bytes | str, where: str = "Packages", suite: str = "",
+                   component: str = "") -> list[PackageRecord]:
+    """Every stanza of an index; raises IndexError_ on the first bad one.
+
+    The fast path checks the whole text's line structure with two regular
+    expressions (C speed), then walks only the fields it keeps. Any doubt (a
+    line that is not a field, a folded field it keeps) goes to the line by
+    line parser, which reads folded fields and names the stanza at fault.
+    """
+    # Latin-1 keeps one byte per character whatever the maintainers' names hold (a str with one
+    # character past U+00FF takes two or four bytes for every character), and every field we read is
+    # ASCII; `PackageRecord.control` gives a stanza back as UTF-8 text.
+    text = (data.encode("utf-8") if isinstance(data, str) else data).decode("latin-1")
+    if "\r" in text:
+        raise IndexError_(f"{where}: carriage returns in the index", hint="the index is not in Debian's format")
+    body = "".join(("\n\n", text.strip("\n"), "\n\n"))
+    del data
+    if _DOUBT_RE.search(body):
+        return _parse_lines(text, where, suite, component)
+    stanzas = [s for s in body.split("\n\n") if s.strip()]
+    records: list[PackageRecord] = []
+    fields: dict[str, str] = {}
+    for key, value in _KEPT_RE.findall(body):
+        if key:
+            if key in fields:
+                raise _fail(where, len(records) + 1, fields.get("Package", ""), f"field {key} given twice")
+            fields[key] = value.rstrip()
+        elif fields:
+            records.append(_record(fields, where, len(records) + 1, "", suite, component))
+            fields = {}
+    if len(records) != len(stanzas):
+        return _parse_lines(text, where, suite, component)
+    for record, stanza in zip(records, stanzas):
+        record.stanza = stanza.strip("\n")
+    return records
+
+
+def _record(fields: dict[str, str], where: str, number: int, stanza: str, suite: str,
+            component: str) -> PackageRecord:
+    name = fields.get("Package", "")
+    try:
+        version = fields["Version"]
+        arch = fields["Architecture"]
+        sha256 = fields["SHA256"]
+        filename = fields["Filename"]
+        size = fields["Size"]
+    except KeyError as missing:
+        raise _fail(where, number, name, f"missing {missing.args[0]}") from None
+    multi_arch = fields.get("Multi-Arch", "no")
+    if not _RECORD_RE.match(f"{name}\0{version}\0{arch}\0{sha256}\0{filename}\0{size}\0{multi_arch}") \
+            or ("/." in filename and _dot_part(filename)):
+        _explain(where, number, name, version, arch, sha256, filename, size, multi_arch)
+    return PackageRecord(
+        name, version, arch, filename, int(size), sha256, multi_arch,
+        fields.get("Depends", ""), fields.get("Pre-Depends", ""), fields.get("Recommends", ""),
+        fields.get("Provides", ""), fields.get("Essential") == "yes", fields.get("Priority", ""),
+        fields.get("Section", ""), fields.get("Source", ""), stanza, suite, component,
+    )
+
+
+def _explain(where: str, number: int, name: str, version: str, arch: str, sha256: str, filename: str, size: str,
+             multi_arch: str) -> None:
+    """Raise the error naming the first field `_RECORD_RE` refused."""
+    if not name:
+        raise _fail(where, number, name, "missing Package")
+    if not NAME_RE.match(name):
+        raise _fail(where, number, "", f"not a Debian package name: {name[:80]!r}")
+    if not VERSION_RE.match(version):
+        raise _fail(where, number, name, f"not a Debian version: {version[:80]!r}")
+    if not ARCH_RE.match(arch):
+        raise _fail(where, number, name, f"not an architecture: {arch[:80]!r}")
+    if not SHA256_RE.match(sha256):
+        raise _fail(where, number, name, f"SHA256 is not a sha256 digest: {sha256[:80]!r}")
+    if not POOL_PATH_RE.match(filename) or ("/." in filename and _dot_part(filename)):
+        raise _fail(where, number, name, f"Filename {filename[:120]!r} is not a relative path under pool/")
+    if not size.isdigit():
+        raise _fail(where, number, name, f"Size is not a number: {size[:40]!r}")
+    if multi_arch not in MULTI_ARCH:
+        raise _fail(where, number, name, f"unknown Multi-Arch: {multi_arch[:40]!r}")
+    raise _fail(where, number, name, "a required field is empty")
+
+
+def _parse_lines(text: str, where: str, suite: str, component: str) -> list[PackageRecord]:
+    records: list[PackageRecord] = []
+    number = 0
+    for stanza in text.split("\n\n"):
+        if not stanza.strip():
+            continue
+        stanza = stanza.strip("\n")
+        number += 1
+        fields: dict[str, str] = {}
+        key = ""
+        for line in stanza.split("\n"):
+            if line[:1] in (" ", "\t"):
+                if not key:
+                    raise _fail(where, number, "", "continuation line before any field")
+                if key in _FOLDED:
+                    fields[key] += " " + line.strip()
+                continue
+            key, sep, value = line.partition(":")
+            if not sep or not _FIELD_NAME_RE.match(key):
+                raise _fail(where, number, fields.get("Package", ""), f"not a field: {line[:80]!r}")
+            if key in fields:
+                raise _fail(where, number, fields.get("Package", ""), f"field {key} given twice")
+            fields[key] = value.strip()
+        records.append(_record(fields, where, number, stanza, suite, component))
+    return records
+
+
+# Fields whose folded lines carry meaning for us (a Description's do not).
+_FOLDED = frozenset({"Depends", "Pre-Depends", "Recommends", "Provides", "Source"})
+_KEPT = "Package|Version|Architecture|Multi-Arch|Depends|Pre-Depends|Recommends|Provides|Essential|Priority" \
+        "|Filename|Size|SHA256|Section|Source"
+# A line break that starts neither a field, nor a folded line, nor a blank line; a blank line then a
+# folded one; or a kept field that is folded.
+_DOUBT_RE = re.compile(rf"\n(?:(?![ \t]|[!-9;-~]+:|\n|\Z)|\n[ \t]|(?:{_KEPT}):[^\n]*\n[ \t])")
+# A kept field, or (no groups) the end of a stanza.
+_KEPT_RE = re.compile(rf"\n(?:({_KEPT}):[ \t]*([^\n]*)|(?=\n))")
+_FIELD_NAME_RE = re.compile(r"^[!-9;-~]+$")
