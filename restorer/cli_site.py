@@ -1,4 +1,4 @@
-"""`reservoir trust add|ls|rm`, `reservoir import`, `reservoir watch`."""
+"""`reservoir trust add|ls|rm`, `reservoir import`, `reservoir watch`, `reservoir publish`."""
 
 from __future__ import annotations
 
@@ -53,6 +53,22 @@ def register(cli: click.Group) -> None:
         from restorer.importer import import_bundle
 
         click.echo(import_bundle(app, bundle_dir).describe())
+
+    @cli.command()
+    @click.option("--full", is_flag=True, help="Rebuild every tree from the whole catalog, not only what imports changed.")
+    @pass_app
+    def publish(app: AppContext, full: bool) -> None:
+        """Publish what imports changed since the last publish (normally done by the import itself)."""
+        from restorer.importer import catch_up_publishing
+        from restorer.publish import publish_site
+
+        app.home.require_role("site")
+        results = publish_site(app) if full else catch_up_publishing(app)
+        if not results:
+            click.echo("nothing to publish: the trees are up to date with the catalog")
+        for result in results or []:
+            how = "whole" if result.full else f"{result.rendered} leaves rendered"
+            click.echo(f"published {result.kind}: {result.projects} leaves ({how}) in {result.generation.name}")
 
     @cli.command()
     @click.argument("inbox", type=click.Path(path_type=Path, file_okay=False), required=False)

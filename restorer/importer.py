@@ -29,8 +29,8 @@ from reservoir.errors import ReservoirError
 from reservoir.keys import short, trusted_keys, verify_signature
 from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState, utcnow
 from reservoir.progress import Progress
-from restorer.models import HubKey, ImportedBundle, SiteGeneration
-from restorer.publish import publish_site
+from restorer.models import ALL_LEAVES, DirtyPage, HubKey, ImportedBundle, SiteGeneration
+from restorer.publish import PublishResult, ReleaseRef, live_generation, publish_changes, publishers, tree_root
 from transferer.format import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, TOC, BundleError, Manifest, Toc, parse_manifest, parse_toc
 from transferer.payload import BLOCK, PartReader, read_members
 
@@ -335,27 +335,60 @@ def _delete_releases(session: Session, ids: list[int]) -> None:
         session.execute(delete(Release).where(Release.id.in_(chunk)), execution_options={"synchronize_session": False})
 
 
-def apply_manifest(session: Session, manifest: Manifest) -> None:
+@dataclass(frozen=True)
+class CatalogChange:
+    """What one bundle changed in the catalog: every release, or (a full bundle) the whole of it."""
+
+    full: bool
+    releases: list[ReleaseRef]
+
+
+QUERY_CHUNK = 500
+
+
+def _existing(session: Session, wanted: dict[int, set[tuple[str, str]]]) -> dict[tuple[int, str, str], tuple[int, dict[str, Any]]]:
+    """The releases the manifest names that the site holds: (channel id, name, version) -> (id, meta).
+
+    Indexed lookups in chunks of names, per channel: the cost is the bundle's, not the catalog's.
+    """
+    found: dict[tuple[int, str, str], tuple[int, dict[str, Any]]] = {}
+    for channel_id, keys in wanted.items():
+        names = sorted({name for name, _ in keys})
+        for i in range(0, len(names), QUERY_CHUNK):
+            rows = session.execute(
+                select(Release.id, Release.name, Release.version, Release.meta).where(
+                    Release.channel_id == channel_id, Release.name.in_(names[i : i + QUERY_CHUNK])
+                )
+            )
+            for release_id, name, version, meta in rows:
+                if (name, version) in keys:
+                    found[(channel_id, name, version)] = (release_id, meta or {})
+    return found
+
+
+def apply_manifest(session: Session, manifest: Manifest) -> CatalogChange:
+    """Apply the bundle's releases to the catalog; returns what changed, for the publish."""
     channels = {raw["name"]: _upsert_channel(session, raw, manifest.hub_id) for raw in manifest.channels}
-    # One query for what exists, bulk deletes, bulk inserts: a bundle may carry thousands of releases.
-    existing = {
-        (channel_id, name, version): release_id
-        for release_id, channel_id, name, version in session.execute(
-            select(Release.id, Release.channel_id, Release.name, Release.version)
-        )
-    }
+    by_id = {channel.id: channel for channel in channels.values()}
     doomed: set[int] = set()
+    changed: list[ReleaseRef] = []
     if manifest.full:
         # A full bundle re-bases: the site holds exactly what it carries from that hub,
-        # including nothing from channels the hub no longer has.
-        fed = {c.id for c in session.scalars(select(Channel)) if (c.options or {}).get(SOURCE_HUB) == manifest.hub_id}
-        doomed |= {rid for (channel_id, _, _), rid in existing.items() if channel_id in fed}
-    for removed in manifest.removed:
-        channel = channels.get(removed["channel"])
-        if channel is not None:
-            rid = existing.get((channel.id, removed["name"], removed["version"]))
-            if rid is not None:
-                doomed.add(rid)
+        # including nothing from channels the hub no longer has. It may cost the site.
+        fed = [c.id for c in session.scalars(select(Channel)) if (c.options or {}).get(SOURCE_HUB) == manifest.hub_id]
+        for i in range(0, len(fed), QUERY_CHUNK):
+            doomed.update(session.scalars(select(Release.id).where(Release.channel_id.in_(fed[i : i + QUERY_CHUNK]))))
+    else:
+        wanted: dict[int, set[tuple[str, str]]] = {}
+        for rec in [*manifest.removed, *manifest.releases]:
+            channel = channels.get(rec["channel"])
+            if channel is not None:
+                wanted.setdefault(channel.id, set()).add((rec["name"], rec["version"]))
+        existing = _existing(session, wanted)
+        for (channel_id, name, version), (release_id, meta) in existing.items():
+            doomed.add(release_id)
+            channel = by_id[channel_id]
+            changed.append(ReleaseRef(channel.name, channel.kind, name, version, meta))
     release_rows: list[dict[str, Any]] = []
     artifact_rows: list[list[dict[str, Any]]] = []
     now = utcnow()
@@ -363,9 +396,8 @@ def apply_manifest(session: Session, manifest: Manifest) -> None:
         channel = channels.get(rec["channel"])
         if channel is None:
             raise BundleError(f"release {rec['name']} {rec['version']} names channel {rec['channel']!r} the manifest lacks")
-        rid = existing.get((channel.id, rec["name"], rec["version"]))
-        if rid is not None:
-            doomed.add(rid)
+        if not manifest.full:
+            changed.append(ReleaseRef(channel.name, channel.kind, rec["name"], rec["version"], rec.get("meta") or {}))
         release_rows.append(
             {
                 "channel_id": channel.id,
@@ -396,28 +428,76 @@ def apply_manifest(session: Session, manifest: Manifest) -> None:
             ]
         )
     _delete_releases(session, sorted(doomed))
+    change = CatalogChange(manifest.full, changed)
     if not release_rows:
-        return
+        return change
     # Bulk INSERT ... RETURNING in parameter order: thousands of releases in a few statements.
     ids = session.scalars(insert(Release).returning(Release.id, sort_by_parameter_order=True), release_rows).all()
     rows = [{**artifact, "release_id": rid} for rid, artifacts in zip(ids, artifact_rows, strict=True) for artifact in artifacts]
     if rows:
         session.execute(insert(Artifact), rows)
+    return change
 
 
-def catch_up_publishing(app: AppContext) -> bool:
-    """Republish when the catalog changed after the last publish (e.g. a kill in between)."""
+def record_dirty_pages(session: Session, catalog: int, change: CatalogChange) -> None:
+    """The leaves `change` dirtied, under `catalog`, in the transaction that changed the catalog."""
+    if change.full:
+        session.add(DirtyPage(catalog=catalog, kind=ALL_LEAVES, leaf=ALL_LEAVES))
+        return
+    by_kind = {publisher.kind: publisher for publisher in publishers()}
+    leaves = {
+        (release.kind, leaf)
+        for release in change.releases
+        if release.kind in by_kind
+        for leaf in by_kind[release.kind].pages_for(release)
+    }
+    if leaves:
+        session.execute(insert(DirtyPage), [{"catalog": catalog, "kind": kind, "leaf": leaf} for kind, leaf in sorted(leaves)])
+
+
+def pending_leaves(session: Session, published: int, catalog: int) -> dict[str, set[str] | None]:
+    """kind -> the leaves imports dirtied since `published` (None: all of that kind's)."""
+    dirty: dict[str, set[str] | None] = {}
+    everything = False
+    rows = session.execute(
+        select(DirtyPage.kind, DirtyPage.leaf).where(DirtyPage.catalog > published, DirtyPage.catalog <= catalog)
+    )
+    for kind, leaf in rows:
+        if kind == ALL_LEAVES:
+            everything = True
+        elif leaf == ALL_LEAVES:
+            dirty[kind] = None
+        else:
+            leaves = dirty.setdefault(kind, set())
+            if leaves is not None:
+                leaves.add(leaf)
+    if everything:
+        return {publisher.kind: None for publisher in publishers()}
+    return dirty
+
+
+def catch_up_publishing(app: AppContext) -> list[PublishResult] | None:
+    """Publish what imports changed since the last publish (also after a kill in between); None when nothing had."""
     with app.db.session() as session:
         generation = session.get(SiteGeneration, 1)
-        behind = generation is not None and generation.published < generation.catalog
+        published = generation.published if generation else 0
         target = generation.catalog if generation else 0
+        behind = published < target
+        dirty = pending_leaves(session, published, target) if behind else {}
+    # A tree never published (a new site, a new publisher) is built whole.
+    for publisher in publishers():
+        if live_generation(tree_root(app, publisher.kind)) is None and (behind or publisher.kind in dirty):
+            dirty[publisher.kind] = None
     if not behind:
-        return False
-    publish_site(app)
+        return None
+    results = publish_changes(app, dirty)
     with app.db.write_transaction() as session:
         generation = _generation(session)
         generation.published = max(generation.published, target)
-    return True
+        session.execute(delete(DirtyPage).where(DirtyPage.catalog <= generation.published))
+    return results
+
+
 
 
 def import_bundle(app: AppContext, folder: Path, *, settle_s: float = SETTLE_S) -> ImportOutcome:
@@ -445,7 +525,7 @@ def import_bundle(app: AppContext, folder: Path, *, settle_s: float = SETTLE_S) 
             session.add(HubKey(hub_id=manifest.hub_id, key_fingerprint=signed.signer, bound_by="import"))
         if check_sequence(session, manifest, manifest_sha):
             return ImportOutcome("already", manifest)
-        apply_manifest(session, manifest)
+        change = apply_manifest(session, manifest)
         session.add(
             ImportedBundle(
                 hub_id=manifest.hub_id,
@@ -461,6 +541,7 @@ def import_bundle(app: AppContext, folder: Path, *, settle_s: float = SETTLE_S) 
         )
         generation = _generation(session)
         generation.catalog += 1
+        record_dirty_pages(session, generation.catalog, change)
     catch_up_publishing(app)
     return ImportOutcome("imported", manifest, new_blobs)
 

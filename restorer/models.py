@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reservoir.db import Base
@@ -51,3 +51,23 @@ class SiteGeneration(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     catalog: Mapped[int] = mapped_column(Integer, default=0)
     published: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# `DirtyPage.leaf` for "every leaf": a full bundle re-bases, or the change is not known leaf by leaf.
+ALL_LEAVES = "*"
+
+
+class DirtyPage(Base):
+    """A leaf an import changed, kept until a publish takes it: a kill between the two loses nothing.
+
+    `catalog` is the `SiteGeneration.catalog` the import made; a publish takes the rows
+    above `published` and deletes them. `kind` is the publisher's (or `*` for all), `leaf`
+    its leaf key (or `*` for all of that kind's).
+    """
+
+    __tablename__ = "dirty_pages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    catalog: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    leaf: Mapped[str] = mapped_column(Text)

@@ -1,11 +1,13 @@
 """The site's PyPI tree: PEP 503 HTML and PEP 691 JSON for every project.
 
-Layout of one generation::
+What clients see of a generation::
 
-    simple/index.html, index.json          the project list (and .gz of each)
-    simple/<project>/index.html, .json     one page per normalized name (and .gz)
+    simple/index.html, index.json          the project list (and .gz of each): the aggregate
+    simple/<project>/index.html, .json     one leaf per normalized name (and .gz)
     files/<sha256>/<filename>              the file, hard-linked from the blob store
     files/<sha256>/<filename>.metadata     its core metadata (PEP 658/714)
+
+(``layout.py`` says how generations share these on disk.)
 
 All PyPI channels are merged into one index, so a user needs one
 ``--index-url``. Pages carry sha256 hashes, requires-python, PEP 592 yanked,
@@ -19,10 +21,9 @@ from __future__ import annotations
 import gzip
 import html
 import json
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,10 +34,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from reservoir.blobs import BlobStore
 from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState
-from restorer.publish.tree import safe_join
+from restorer.publish import Leaf, ReleaseRef
 
 API_VERSION = "1.1"
-PUBLISH_THREADS = 4
+SIMPLE = "simple/"
+QUERY_CHUNK = 500
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 
@@ -86,24 +88,35 @@ def _yanked(value: Any) -> bool | str:
     return str(value)
 
 
-def collect_projects(session: Session) -> dict[str, ProjectPage]:
-    """Every served PyPI project: active, allowed releases with stored files."""
-    releases = session.scalars(
+def collect_projects(session: Session, names: Collection[str] | None = None) -> dict[str, ProjectPage]:
+    """Served PyPI projects (all, or those named): active, allowed releases with stored files.
+
+    Releases are read in id order, so a file two channels share and a project's
+    display name come from the same release whether one project or all are read.
+    """
+    query = (
         select(Release)
         .join(Channel)
         .where(Channel.kind == "pypi", Release.state == ReleaseState.ACTIVE, Release.gate == Gate.ALLOWED)
         .options(selectinload(Release.artifacts))
-    ).all()
+        .order_by(Release.id)
+    )
+    if names is None:
+        chunks: list[Any] = [query]
+    else:
+        ordered = sorted(names)
+        chunks = [query.where(Release.name.in_(ordered[i : i + QUERY_CHUNK])) for i in range(0, len(ordered), QUERY_CHUNK)]
     projects: dict[str, ProjectPage] = {}
-    for release in releases:
-        name = canonicalize_name(release.name)
-        page = projects.setdefault(name, ProjectPage(name=name, display_name=release.display_name or name))
-        stored = [a for a in release.artifacts if a.state == ArtifactState.STORED]
-        if not stored:
-            continue
-        page.versions.add(release.version)
-        for artifact in stored:
-            page.files.setdefault(artifact.filename, _published_file(artifact, release))
+    for chunk in chunks:
+        for release in session.scalars(chunk):
+            name = canonicalize_name(release.name)
+            page = projects.setdefault(name, ProjectPage(name=name, display_name=release.display_name or name))
+            stored = [a for a in release.artifacts if a.state == ArtifactState.STORED]
+            if not stored:
+                continue
+            page.versions.add(release.version)
+            for artifact in stored:
+                page.files.setdefault(artifact.filename, _published_file(artifact, release))
     return {name: page for name, page in projects.items() if page.files}
 
 
@@ -188,11 +201,12 @@ def project_html(page: ProjectPage, prefix: str) -> str:
     return "\n".join(lines)
 
 
-def root_json(projects: dict[str, ProjectPage]) -> dict[str, Any]:
-    return {"meta": {"api-version": API_VERSION}, "projects": [{"name": p.display_name} for p in _ordered(projects)]}
+def root_json(projects: Mapping[str, str]) -> dict[str, Any]:
+    """`projects`: normalized name -> display name."""
+    return {"meta": {"api-version": API_VERSION}, "projects": [{"name": projects[name]} for name in sorted(projects)]}
 
 
-def root_html(projects: dict[str, ProjectPage]) -> str:
+def root_html(projects: Mapping[str, str]) -> str:
     lines = [
         "<!DOCTYPE html>",
         "<html>",
@@ -202,53 +216,79 @@ def root_html(projects: dict[str, ProjectPage]) -> str:
         "</head>",
         "<body>",
     ]
-    for p in _ordered(projects):
-        lines.append(f'<a href="{quote(p.name)}/">{html.escape(p.display_name)}</a><br>')
+    for name in sorted(projects):
+        lines.append(f'<a href="{quote(name)}/">{html.escape(projects[name])}</a><br>')
     lines += ["</body>", "</html>", ""]
     return "\n".join(lines)
 
 
-def _ordered(projects: dict[str, ProjectPage]) -> list[ProjectPage]:
-    return [projects[name] for name in sorted(projects)]
-
-
-def write_page(tree: Path, relative: str, content: bytes) -> None:
-    """Write a page and its gzip twin (served when the client accepts gzip), both inside `tree`."""
-    path = safe_join(tree, relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    safe_join(tree, relative + ".gz").write_bytes(gzip.compress(content, compresslevel=9, mtime=0))
+def with_gzip(pages: dict[str, bytes]) -> dict[str, bytes]:
+    """Each page and its gzip twin (served when the client accepts gzip), compressed the same way every time."""
+    return {**pages, **{name + ".gz": gzip.compress(content, compresslevel=9, mtime=0) for name, content in pages.items()}}
 
 
 def _dump_json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=False).encode()
 
 
+def project_leaf(page: ProjectPage, blobs: BlobStore) -> Leaf:
+    # Pages live at simple/<project>/; files at files/...: two levels up.
+    prefix = "../../"
+    files = {}
+    for f in page.files.values():
+        files[f"files/{f.sha256}/{f.filename}"] = f.sha256
+        if f.metadata_sha256 and blobs.has(f.metadata_sha256):
+            files[f"files/{f.sha256}/{f.filename}.metadata"] = f.metadata_sha256
+    pages = {
+        "index.json": _dump_json(project_json(page, prefix)),
+        "index.html": project_html(page, prefix).encode(),
+    }
+    return Leaf(key=SIMPLE + page.name, pages=with_gzip(pages), files=files, summary=page.display_name)
+
+
 @dataclass
 class PypiPublisher:
-    """Writes the merged PyPI tree of a site (see the module docstring)."""
+    """The merged PyPI tree of a site (see the module docstring); a leaf is one project's folder."""
 
     kind: str = "pypi"
 
-    def build(self, session: Session, blobs: BlobStore, tree: Path) -> int:
-        projects = collect_projects(session)
-        # Pages live at simple/<project>/; files at files/...: two levels up.
-        prefix = "../../"
+    def pages_for(self, release: ReleaseRef) -> Iterable[str]:
+        return (SIMPLE + canonicalize_name(release.name),)
 
-        def write_project(page: ProjectPage) -> None:
-            # Names and file names come from bundles: every path is proven to stay in the tree.
-            write_page(tree, f"simple/{page.name}/index.json", _dump_json(project_json(page, prefix)))
-            write_page(tree, f"simple/{page.name}/index.html", project_html(page, prefix).encode())
-            for f in page.files.values():
-                blobs.link_into(f.sha256, safe_join(tree, "files", f.sha256, f.filename))
-                if f.metadata_sha256 and blobs.has(f.metadata_sha256):
-                    blobs.link_into(f.metadata_sha256, safe_join(tree, "files", f.sha256, f.filename + ".metadata"))
+    def leaf_keys(self, session: Session) -> Iterable[str]:
+        names = session.scalars(
+            select(Release.name)
+            .join(Channel)
+            .where(Channel.kind == "pypi", Release.state == ReleaseState.ACTIVE, Release.gate == Gate.ALLOWED)
+            .distinct()
+        )
+        return {SIMPLE + canonicalize_name(name) for name in names}
 
-        # A project costs about ten file-system calls and little Python: threads overlap the calls'
-        # waiting (BENCHMARKS.md, bundles), and list() re-raises the first failure.
-        with ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish") as pool:
-            list(pool.map(write_project, projects.values()))
-        write_page(tree, "simple/index.json", _dump_json(root_json(projects)))
-        write_page(tree, "simple/index.html", root_html(projects).encode())
-        return len(projects)
+    def render_leaves(self, session: Session, blobs: BlobStore, keys: Sequence[str]) -> Iterable[Leaf]:
+        names = {key[len(SIMPLE) :] for key in keys if key.startswith(SIMPLE)}
+        return [project_leaf(page, blobs) for page in collect_projects(session, names).values()]
 
+    def render_aggregates(self, summaries: Mapping[str, str]) -> Mapping[str, bytes]:
+        projects = {key[len(SIMPLE) :]: display for key, display in summaries.items()}
+        pages = with_gzip({"index.json": _dump_json(root_json(projects)), "index.html": root_html(projects).encode()})
+        return {"simple/" + name: content for name, content in pages.items()}
+
+    def files_in_use(self, session: Session, files: Mapping[str, str]) -> set[str]:
+        shas = sorted({path.split("/")[1] for path in files if path.count("/") == 2})
+        used: set[str] = set()
+        for i in range(0, len(shas), QUERY_CHUNK):
+            rows = session.execute(
+                select(Artifact.sha256, Artifact.filename)
+                .join(Release)
+                .join(Channel)
+                .where(
+                    Artifact.sha256.in_(shas[i : i + QUERY_CHUNK]),
+                    Artifact.state == ArtifactState.STORED,
+                    Channel.kind == "pypi",
+                    Release.state == ReleaseState.ACTIVE,
+                    Release.gate == Gate.ALLOWED,
+                )
+            )
+            for sha, filename in rows:
+                used.update((f"files/{sha}/{filename}", f"files/{sha}/{filename}.metadata"))
+        return used & set(files)

@@ -32,13 +32,14 @@ class UnsafePath(ReservoirError):
     """A path a publisher was asked to write would leave its tree."""
 
 
-def safe_join(tree: Path, *parts: str) -> Path:
+def safe_join(tree: Path, *parts: str, final_link_ok: bool = False) -> Path:
     """`tree / parts...`, proven to stay inside `tree`; every publisher writes through it.
 
     Each part is one or more relative components; an absolute part, a `..`, an empty or `.`
     component, a NUL or a backslash is refused, and so is any component that already exists
-    inside the tree as a symbolic link (writing through it could land anywhere). The names come
-    from bundles, so a refusal means a hostile or broken record that the schema let through.
+    inside the tree as a symbolic link (writing through it could land anywhere), except the last
+    one with `final_link_ok` (for replacing that link itself). The names come from bundles, so a
+    refusal means a hostile or broken record that the schema let through.
     """
     components: list[str] = []
     for part in parts:
@@ -49,8 +50,10 @@ def safe_join(tree: Path, *parts: str) -> Path:
                 raise UnsafePath(f"refusing to publish {part[:80]!r} under {tree}: it would leave the tree")
             components.append(component)
     path = str(tree)
-    for component in components:
+    for i, component in enumerate(components):
         path = os.path.join(path, component)
+        if final_link_ok and i == len(components) - 1:
+            break
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
