@@ -114,7 +114,29 @@ def held_releases(session: Session, channel_id: int) -> dict[str, Release]:
 # ---------------------------------------------------------------- planning
 
 
-def artifact_complete(artifact: Artifact, blobs: BlobStore) -> bool:
+@dataclass(frozen=True)
+class HeldFile:
+    """What the diff needs of a stored artifact (read as plain columns: no ORM objects for a whole channel)."""
+
+    sha256: str
+    state: ArtifactState
+    meta: dict[str, Any]
+
+
+def held_files(session: Session, channel_id: int) -> dict[str, dict[str, HeldFile]]:
+    """{"name==version": {filename: HeldFile}} of the channel's releases."""
+    rows = session.execute(
+        select(Release.name, Release.version, Artifact.filename, Artifact.sha256, Artifact.state, Artifact.meta)
+        .join(Artifact, Artifact.release_id == Release.id)
+        .where(Release.channel_id == channel_id)
+    )
+    out: dict[str, dict[str, HeldFile]] = {}
+    for name, version, filename, sha256, state, meta in rows:
+        out.setdefault(f"{name}=={version}", {})[filename] = HeldFile(sha256, state, meta or {})
+    return out
+
+
+def artifact_complete(artifact: Artifact | HeldFile, blobs: BlobStore) -> bool:
     """Stored, its blob present, and (for a wheel) its METADATA blob recorded."""
     if artifact.state != ArtifactState.STORED or not blobs.has(artifact.sha256):
         return False
@@ -123,14 +145,13 @@ def artifact_complete(artifact: Artifact, blobs: BlobStore) -> bool:
     return True
 
 
-def files_to_fetch(selection: Selection, held: dict[str, Release], blobs: BlobStore) -> list[UpstreamFile]:
+def files_to_fetch(selection: Selection, held: dict[str, dict[str, HeldFile]], blobs: BlobStore) -> list[UpstreamFile]:
     """Files of the selection that the catalog does not hold complete (the diff)."""
     todo: dict[str, UpstreamFile] = {}
     for key, release in selection.releases.items():
         if release.failure:
             continue
-        before = held.get(key)
-        have = {a.filename: a for a in before.artifacts} if before else {}
+        have = held.get(key, {})
         for file in release.files:
             artifact = have.get(file.filename)
             if artifact is None or artifact.sha256 != file.sha256 or not artifact_complete(artifact, blobs):
@@ -307,7 +328,7 @@ def record_sync(session: Session, config: ChannelConfig, selection: Selection, o
 
 
 async def _select_and_fetch(config: ChannelConfig, blobs: BlobStore, caches: Caches, policy: FetchPolicy,
-                            held: Callable[[], dict[str, Release]], report: ChannelReport
+                            held: Callable[[], dict[str, dict[str, HeldFile]]], report: ChannelReport
                             ) -> tuple[Selection, dict[str, StoreOutcome]]:
     async with Fetcher(policy) as fetcher:
         with Progress(f"{config.name}: reading upstream", unit="page") as pages:
@@ -350,9 +371,9 @@ def _sync_channel(app: AppContext, name: str, policy: FetchPolicy | None) -> Cha
         caches = load_caches(session, config.id)
     report = ChannelReport(config.name)
 
-    def held() -> dict[str, Release]:
+    def held() -> dict[str, dict[str, HeldFile]]:
         with app.db.transaction() as session:
-            return held_releases(session, config.id)
+            return held_files(session, config.id)
 
     selection, outcomes = asyncio.run(
         _select_and_fetch(config, app.blobs, caches, policy or FetchPolicy(), held, report)
