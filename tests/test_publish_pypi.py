@@ -32,7 +32,8 @@ def test_project_json_carries_every_pep_field(site: AppContext) -> None:
     current = by_name["alpha-2.0-py3-none-any.whl"]
     assert current["yanked"] is False
     assert current["upload-time"] == "2026-01-02T03:04:05.000000Z"
-    assert current["core-metadata"] == current["dist-info-metadata"]
+    assert current["core-metadata"] == {"sha256": current["core-metadata"]["sha256"]}
+    assert "dist-info-metadata" not in current  # PEP 714: that key makes pip 22.3 to 23.1 fail
     sha = current["hashes"]["sha256"]
     file_path = (result.generation / "simple" / "alpha" / current["url"]).resolve()
     assert file_path.read_bytes() == site.blobs.path(sha).read_bytes()

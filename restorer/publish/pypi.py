@@ -160,12 +160,8 @@ def project_json(page: ProjectPage, prefix: str) -> dict[str, Any]:
             entry["size"] = f.size
         if f.upload_time:
             entry["upload-time"] = f.upload_time
-        if f.metadata_sha256:
-            entry["core-metadata"] = {"sha256": f.metadata_sha256}
-            entry["dist-info-metadata"] = {"sha256": f.metadata_sha256}
-        else:
-            entry["core-metadata"] = False
-            entry["dist-info-metadata"] = False
+        # PEP 714: JSON carries `core-metadata` only; the old key crashes pip 22.3 to 23.1 (Debian 12's pip among them).
+        entry["core-metadata"] = {"sha256": f.metadata_sha256} if f.metadata_sha256 else False
         files.append(entry)
     return {
         "meta": {"api-version": API_VERSION},
