@@ -12,6 +12,7 @@ atomically (``tree.py``).
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import time
@@ -30,7 +31,7 @@ from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
 from restorer.publish.layout import (
     AGGREGATES,
-    COLLECTED,
+    DROPPED,
     SHARDS,
     STATE,
     GenerationState,
@@ -53,6 +54,9 @@ PUBLISH_THREADS = 4
 RENDER_BATCH = 2000
 # An object no generation uses is swept by `--full` once this old (a build may still be writing it).
 ORPHAN_AGE_S = 3600.0
+# Generations kept beside the live one, and how long a replaced one stays for clients mid-download.
+KEEP_GENERATIONS = 3
+GRACE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,14 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 def publish_kind(
-    root: Path, publisher: Publisher, session: Session, blobs: BlobStore, keys: Collection[str] | None
+    root: Path,
+    publisher: Publisher,
+    session: Session,
+    blobs: BlobStore,
+    keys: Collection[str] | None,
+    *,
+    keep: int | None = None,
+    grace_s: float | None = None,
 ) -> PublishResult:
     """One new generation of `root`: the leaves `keys` re-rendered (None: every leaf), the rest shared with the live one."""
     with _locked(root):
@@ -249,7 +260,13 @@ def publish_kind(
                 os.symlink(f"../{top}", safe_join(tree, top))
             (tree / STATE).write_bytes(state.to_json())
 
-        generation = publish_tree(root, build)
+        generation = publish_tree(
+            root,
+            build,
+            keep=KEEP_GENERATIONS if keep is None else keep,
+            grace_s=GRACE_S if grace_s is None else grace_s,
+        )
+        record_dropped(root, generation, state)
         collect_dropped(root, store, publisher, session)
         if full:
             sweep_orphans(root, store)
@@ -291,17 +308,29 @@ def _uses(store: ObjectStore, state: GenerationState, kind: str, position: str, 
     return cache[node].get(position, [None])[0] == ident
 
 
+def record_dropped(root: Path, generation: Path, state: GenerationState) -> None:
+    """Keep what `generation` stopped using beside the tree, so it is collected even if pruning takes both generations at once."""
+    if not state.dropped:
+        return
+    folder = root / DROPPED
+    folder.mkdir(exist_ok=True)
+    (folder / f"{generation.name}.json").write_bytes(json.dumps({"base": state.base, "dropped": state.dropped}).encode())
+
+
 def collect_dropped(root: Path, store: ObjectStore, publisher: Publisher, session: Session) -> None:
     """Delete what a generation stopped using once its base is pruned and no surviving generation uses it."""
+    folder = root / DROPPED
+    if not folder.is_dir():
+        return
     present = generations(root)
-    states = {name: read_state(path) for name, path in present.items()}
-    alive = [s for s in states.values() if s is not None]
+    alive = [s for s in (read_state(path) for path in present.values()) if s is not None]
     cache: dict[str, dict[str, list[str]]] = {}
-    for name, state in sorted(states.items()):
-        if state is None or state.base is None or state.base in present or (present[name] / COLLECTED).exists():
-            continue
+    for record in sorted(folder.glob("*.json")):
+        raw = json.loads(record.read_bytes())
+        if raw["base"] in present:
+            continue  # a client may still be reading the base: wait for its grace period
         files: dict[str, str] = {}
-        for kind, position, ident in state.dropped:
+        for kind, position, ident in raw["dropped"]:
             if kind == "file":
                 files[position] = ident
             elif not any(_uses(store, s, kind, position, ident, cache) for s in alive):
@@ -314,7 +343,7 @@ def collect_dropped(root: Path, store: ObjectStore, publisher: Publisher, sessio
                     path.parent.rmdir()
                 except OSError:
                     pass  # other files still live there
-        (present[name] / COLLECTED).touch()
+        record.unlink()
 
 
 def sweep_orphans(root: Path, store: ObjectStore, older_than_s: float = ORPHAN_AGE_S) -> None:

@@ -11,6 +11,7 @@ One ecosystem's tree (``trees/pypi``)::
       files -> ../files
     .objects/<node>/                       a shard: <entry> -> ../<page> per leaf, .node.json, .files.json
     .objects/<page>/                       one leaf's pages (index.html, index.json, .gz twins)
+    .dropped/<gen>.json                    what that generation stopped using, until its base is pruned
     simple/<project> -> ../current/.shards/<hh>/<entry>      made once, when the leaf first appears
     simple/index.json -> ../current/.agg/simple/index.json
     files/<sha256>/<filename>              package files, hard links to blobs, removed after the grace period
@@ -45,11 +46,11 @@ OBJECTS = ".objects"
 SHARDS = ".shards"
 AGGREGATES = ".agg"
 STATE = "generation.json"
-COLLECTED = ".collected"
+DROPPED = ".dropped"  # <gen>.json: what each generation stopped using, until collected
 NODE_INDEX = ".node.json"
 NODE_FILES = ".files.json"
 SHARD_HEX = 2  # 256 shards: a generation holds 256 links, a touched shard about site/256 entries
-RESERVED_TOP = (OBJECTS, SHARDS, AGGREGATES, CURRENT, STATE)
+RESERVED_TOP = (OBJECTS, SHARDS, AGGREGATES, DROPPED, CURRENT, STATE)
 
 
 def shard_of(key: str) -> str:
