@@ -95,8 +95,8 @@ def parse_packages(data: bytes | str, where: str = "Packages", suite: str = "",
                    component: str = "") -> list[PackageRecord]:
     """Every stanza of an index; raises IndexError_ on the first bad one.
 
-    The fast path checks the whole text's line structure with two regular
-    expressions (C speed), then walks only the fields it keeps. Any doubt (a
+    The fast path checks the whole text's line structure with one regular
+    expression (C speed), then walks only the fields it keeps. Any doubt (a
     line that is not a field, a folded field it keeps) goes to the line by
     line parser, which reads folded fields and names the stanza at fault.
     """
@@ -131,6 +131,8 @@ def parse_packages(data: bytes | str, where: str = "Packages", suite: str = "",
 def _record(fields: dict[str, str], where: str, number: int, stanza: str, suite: str,
             component: str) -> PackageRecord:
     name = fields.get("Package", "")
+    if not name:
+        raise _fail(where, number, "", "missing Package")
     try:
         version = fields["Version"]
         arch = fields["Architecture"]
