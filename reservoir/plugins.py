@@ -12,7 +12,9 @@ instead each component declares in pyproject.toml:
 - ``reservoir.vetters``: a callable ``vet(app: AppContext, release_ids:
   list[int]) -> None`` that a hub runs on releases a sync just fetched
   (license and security vetting); it sets ``Release.gate`` and records its
-  verdict in ``Release.meta["vetting"]``, which travels in bundles.
+  verdict in ``Release.meta["vetting"]``, which travels in bundles;
+- ``reservoir.web``: a callable ``register(app: aiohttp.web.Application,
+  state) -> None`` that adds a component's routes to the site's server.
 """
 
 from __future__ import annotations
@@ -48,3 +50,7 @@ def migration_locations() -> list[Path]:
 
 def vetters() -> list[Callable[..., None]]:
     return [ep.load() for ep in _group("reservoir.vetters")]
+
+
+def web_registrars() -> list[Callable[..., None]]:
+    return [ep.load() for ep in _group("reservoir.web")]

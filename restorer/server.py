@@ -317,6 +317,10 @@ def build_app(state: SiteState, mode: AuthMode) -> web.Application:
     app.router.add_get("/admin", lambda r: _redirect(r, "/admin/"))
     app.router.add_get("/admin/status", admin_status)
     app.router.add_get("/admin/licenses", admin_licenses)
+    from reservoir.plugins import web_registrars  # components' routes (entry points `reservoir.web`): the session API
+
+    for register in web_registrars():
+        register(app, state)
     return app
 
 

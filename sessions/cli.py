@@ -190,5 +190,8 @@ def quota_command(app: AppContext, user: str, shares: str) -> None:
 
 
 def register(cli: click.Group) -> None:
+    from sessions.session_cli import register as register_sessions
+
     cli.add_command(gpus_command)
     cli.add_command(sched_group)
+    register_sessions(cli)

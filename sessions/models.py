@@ -99,7 +99,8 @@ class SessionState(str, enum.Enum):
     QUEUED = "queued"  # waiting for its scheduler request to be placed
     STARTING = "starting"  # placed; its container is being created
     RUNNING = "running"
-    ENDED = "ended"  # exited, failed, removed, reclaimed or lost: see end_reason
+    ENDED = "ended"  # exited, failed, reclaimed or lost: see end_reason and exit_code
+    REMOVED = "removed"  # ended and removed with `session rm`: kept for accounting, hidden from `ls`
 
 
 class ComputeSession(Base):

@@ -25,7 +25,7 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('command', sa.JSON(), nullable=False),
     sa.Column('request_id', sa.Integer(), nullable=False),
-    sa.Column('state', sa.Enum('queued', 'starting', 'running', 'ended', name='compute_session_state', native_enum=False, length=16), nullable=False),
+    sa.Column('state', sa.Enum('queued', 'starting', 'running', 'ended', 'removed', name='compute_session_state', native_enum=False, length=16), nullable=False),
     sa.Column('node', sa.String(length=255), nullable=True),
     sa.Column('container_id', sa.String(length=128), nullable=True),
     sa.Column('exit_code', sa.Integer(), nullable=True),
