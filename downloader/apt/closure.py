@@ -161,7 +161,7 @@ class _Walk:
 
     def warn(self, parent: PackageRecord | None, text: str, reason: str) -> None:
         chain = self.chain(parent.key) if parent is not None else []
-        self.warnings.append(" -> ".join([*chain, text, reason]))
+        self.warnings.append(" -> ".join(part for part in (*chain, text, reason) if part))
 
     def take(self, record: PackageRecord, parent: PackageRecord | None, text: str) -> None:
         if record.key in self.chosen:
