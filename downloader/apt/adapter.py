@@ -110,15 +110,22 @@ class AptAdapter:
 
     async def select(self) -> Selection:
         indexes: list[list[PackageRecord]] = []
+        states: dict[str, SuiteState] = {}
         with tempfile.TemporaryDirectory(dir=self.scratch, prefix="apt-") as tmp:
             for suite in self.options.suites:
-                indexes += await self._suite(suite, Path(tmp))
+                records, states[suite] = await self._suite(suite, Path(tmp))
+                indexes += records
+        # Only a sync that verified every suite moves the caches on.
+        for suite, state in states.items():
+            if self.caches.suites.get(suite) != state:
+                self.caches.suites[suite] = state
+                self.caches.changed = True
         where = f"{', '.join(self.options.suites)} {' '.join(self.options.components)}"
         universe = Universe.build(indexes, self.options.arch, where)
         result = await asyncio.to_thread(resolve, universe, self.options.closure)
         return to_selection(result, {s.suite: s.uri for s in self.options.sources})
 
-    async def _suite(self, suite: str, tmp: Path) -> list[list[PackageRecord]]:
+    async def _suite(self, suite: str, tmp: Path) -> tuple[list[list[PackageRecord]], SuiteState]:
         source = self.options.source(suite)
         keyrings = prepare_keyrings(source.keyrings, tmp)
         dist = f"{source.uri}dists/{suite}/"
@@ -141,10 +148,7 @@ class AptAdapter:
             records, entry_sha256, blob = await self._index(suite, component, release, dist, held)
             state.indexes[entry_sha256] = blob
             out.append(records)
-        if cached != state:
-            self.caches.suites[suite] = state
-            self.caches.changed = True
-        return out
+        return out, state
 
     async def _release_files(self, suite: str, dist: str, cached: SuiteState | None
                              ) -> tuple[bytes, bytes | None, SuiteState]:
@@ -178,9 +182,10 @@ class AptAdapter:
             self.indexes_fetched += 1
             blob = None
         text = await asyncio.to_thread(open_index, data, choice, what)
+        records = await asyncio.to_thread(parse_packages, text, what, suite, component)
         if blob is None:
-            blob = self._store(data)  # stored only once verified
-        return await asyncio.to_thread(parse_packages, text, what, suite, component), choice.entry.sha256, blob
+            blob = self._store(data)  # stored only once verified and read
+        return records, choice.entry.sha256, blob
 
     def _blob(self, sha256: str) -> bytes:
         with self.blobs.open(sha256) as stream:

@@ -30,7 +30,7 @@ GPG_TIMEOUT_S = 60
 
 
 @dataclass
-class TestKey:
+class ArchiveKey:
     home: Path  # the GNUPGHOME holding the secret key
     fingerprint: str
     public: Path  # binary keyring (what Signed-By usually names)
@@ -48,13 +48,13 @@ class TestKey:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def make_key(out_dir: Path, name: str = "Reservoir Test Archive", expire: str = "never") -> TestKey:
+def make_key(out_dir: Path, name: str = "Reservoir Test Archive", expire: str = "never") -> ArchiveKey:
     """A fresh ed25519 signing key in its own GNUPGHOME; its public half exported under `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     # gpg-agent's socket path must stay short: a home under /tmp, not deep in pytest's tree.
     home = Path(tempfile.mkdtemp(prefix="rsv-gpg-"))
     home.chmod(0o700)
-    key = TestKey(home, "", out_dir / "archive.gpg", out_dir / "archive.asc")
+    key = ArchiveKey(home, "", out_dir / "archive.gpg", out_dir / "archive.asc")
     key.gpg("--quick-gen-key", f"{name} <archive@example.invalid>", "ed25519", "sign", expire)
     listing = key.gpg("--with-colons", "--list-secret-keys").decode()
     key.fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
@@ -143,7 +143,7 @@ def release_text(root: Path, suite: Suite) -> str:
     dist = root / "dists" / suite.name
     files = sorted(p for p in dist.rglob("*") if p.is_file() and "by-hash" not in p.parts
                    and p.name not in ("Release", "InRelease", "Release.gpg"))
-    lines = [f"Origin: Reservoir Tests", f"Label: Reservoir Tests", f"Suite: {suite.name}",
+    lines = ["Origin: Reservoir Tests", "Label: Reservoir Tests", f"Suite: {suite.name}",
              f"Codename: {suite.codename}", f"Date: {format_datetime(suite.date, usegmt=True)}"]
     if suite.valid_until is not None:
         lines.append(f"Valid-Until: {format_datetime(suite.valid_until.astimezone(timezone.utc), usegmt=True)}")
@@ -159,7 +159,7 @@ def release_text(root: Path, suite: Suite) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sign_suite(root: Path, suite: Suite, key: TestKey) -> None:
+def sign_suite(root: Path, suite: Suite, key: ArchiveKey) -> None:
     """(Re)write the suite's Release and sign it: InRelease (clearsigned) and Release.gpg (detached)."""
     dist = root / "dists" / suite.name
     release = release_text(root, suite).encode()
@@ -170,7 +170,7 @@ def sign_suite(root: Path, suite: Suite, key: TestKey) -> None:
                                                "--armor", "--detach-sign", data=release))
 
 
-def write_repo(root: Path, suites: dict[str, list[Path]], key: TestKey, *, codenames: dict[str, str] | None = None,
+def write_repo(root: Path, suites: dict[str, list[Path]], key: ArchiveKey, *, codenames: dict[str, str] | None = None,
                valid_for: timedelta | None = None, by_hash: bool = True) -> Repo:
     """A repository with one component (`main`) and one architecture (`amd64`) per suite, signed by `key`."""
     made: dict[str, Suite] = {}
