@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def gpus_used(home: Path) -> str:
     out = subprocess.run([sys.executable, "-m", "reservoir", "--home", str(home), "gpus", "--no-probe"], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     line = next(l for l in out.splitlines() if GPU in l)
-    return line.split()[6]  # NODE GROUP GPU MODEL MEMORY(2 words) MIG UTIL(2 words)...
+    return line.split()[8]  # NODE GROUP GPU MODEL "16384 MiB" MIG UTIL USED
 
 
 def test_overlay_persists_per_user_and_the_mirror_needs_no_flags(home: Path, tokens: dict[str, str]) -> None:
@@ -203,6 +204,9 @@ def test_shares_queue_enforcement_and_release(home: Path, tokens: dict[str, str]
         seen = cli(home, server, alice, "session", "exec", half, "--", "sh", "-c", "echo $CUDA_MPS_ACTIVE_THREAD_PERCENTAGE")
         assert seen.stdout.strip() == "50"
         assert gpus_used(home) == "0.50"
+        metrics = urllib.request.urlopen(f"{server.url}/metrics", timeout=10).read().decode()
+        assert 'reservoir_gpu_shares{state="allocated",node="gpu-a",group="default"} 0.5' in metrics
+        assert 'reservoir_sessions{state="running",user="alice",group="default"} 1' in metrics
 
         big = created_id(cli(home, server, bob, "session", "create", IMAGE, "-r", "cuda.shares=0.75"))
         waiting = info(home, server, bob, big)
@@ -232,6 +236,14 @@ def test_batch_session_records_its_exit_code_and_frees_its_share(home: Path, tok
         assert gpus_used(home) == "0.00"
         assert "used: cpu" in cli(home, server, alice, "session", "info", batch).stdout
 
+        subprocess.run([sys.executable, "-m", "reservoir", "--home", str(home), "sched", "quota", "alice", "0.25"], check=True, timeout=60)
+        try:
+            over = created_id(cli(home, server, alice, "session", "create", IMAGE, "-r", "cuda.shares=0.5"))
+            assert info(home, server, alice, over)["status"] == "waiting: quota: alice holds 0.00 of 0.25 shares"
+            cli(home, server, alice, "session", "rm", over)  # cancelled while queued
+        finally:
+            subprocess.run([sys.executable, "-m", "reservoir", "--home", str(home), "sched", "quota", "alice", "none"], check=True, timeout=60)
+
 
 def test_a_restarted_server_adopts_a_running_session(home: Path, tokens: dict[str, str], docker_client: Any) -> None:
     alice = tokens["alice"]
@@ -246,6 +258,10 @@ def test_a_restarted_server_adopts_a_running_session(home: Path, tokens: dict[st
         assert again["state"] == "running"
         assert len(docker_client.containers.list(filters={"label": f"io.reservoir.session={kept}"})) == 1
         assert cli(home, server, alice, "session", "exec", "long", "--", "echo", "still").stdout == "still\n"
+        env = {**os.environ, "RESERVOIR_URL": server.url, "RESERVOIR_TOKEN": alice}
+        shell = subprocess.run([sys.executable, "-m", "reservoir", "session", "shell", "long"], input="echo from-$USER\nexit 4\n",
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert shell.returncode == 4 and "from-alice" in shell.stdout, shell.stderr
         assert gpus_used(home) == "0.50"
         cli(home, server, alice, "session", "rm", "long")
         assert gpus_used(home) == "0.00"
