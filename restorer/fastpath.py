@@ -8,26 +8,35 @@ request costs a parse, two dictionary lookups and one write. aiohttp's
 request cycle (request object, router, middleware, response object) cost
 about four times as much per request on the same machine (BENCHMARKS.md).
 
+Request heads are read with aiohttp's own parser (llhttp, with aiohttp's
+checks and limits), never by hand: a head is accepted, refused or framed
+here exactly as aiohttp would, because it is the same code.
+
 Everything else goes to aiohttp, byte for byte, on the same connection:
-each request head is first checked here, and the first one this path does not
-answer itself (an admin page, a redirect, a 404, a Range or conditional file
-request, a large file for sendfile, a request with a body, a failed login,
-anything malformed) hands the connection over to aiohttp's request handler,
-with that request and everything after it. So every answer but the plainest
-200 and 304 comes from one implementation, and a client cannot tell which
-path answered.
+the first request this path does not answer itself (an admin page, a
+redirect, a 404, a Range or conditional file request, a large file for
+sendfile, a request with a body, a failed login, another HTTP version,
+anything the parser refuses) hands the connection over to aiohttp's request
+handler, with that request and everything after it. So every answer but
+the plainest 200 and 304 comes from one implementation, and a client cannot
+tell which path answered.
+
+This path also bounds what one client can hold: the time to send one
+request head, and the connections open at once from one address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import parse_qs, unquote
+
+from aiohttp.http import HttpRequestParser, HttpVersion10, HttpVersion11, RawRequestMessage
+from aiohttp.http_exceptions import HttpProcessingError
 
 from restorer.auth import AuthMode
 from restorer.server import (
@@ -39,17 +48,22 @@ from restorer.server import (
     find_page,
     normalized_project,
 )
-from restorer.wire import SERVER_LINE, DateHeader, status_line
+from restorer.wire import SERVER_LINE, DateHeader, closing_answer, status_line
 
-# aiohttp's limit for one line: a longer head goes to aiohttp, which answers it or refuses it properly.
-MAX_HEAD_BYTES = 8190
+# aiohttp's own limits for a request head, given to both layers so that both refuse the same heads.
+HEAD_LIMITS = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 128}
 # Headers whose presence means the request is not a plain GET of a static page or file.
-HAND_OFF_HEADERS = ("content-length", "transfer-encoding", "upgrade", "expect")
-CONDITIONAL_FILE_HEADERS = tuple(h.lower() for h in REGULAR_PATH_HEADERS)
-STATUS_200 = status_line(200)
-STATUS_304 = status_line(304)
-KEEP_ALIVE = b"Connection: keep-alive\r\n"
-CLOSE = b"Connection: close\r\n"
+HAND_OFF_HEADERS = ("Content-Length", "Transfer-Encoding", "Upgrade", "Expect")
+VERSIONS = {HttpVersion11: "1.1", HttpVersion10: "1.0"}
+# aiohttp answers in the request's own version.
+STATUS_LINES = {(version, status): status_line(status, version) for version in ("1.0", "1.1") for status in (200, 304)}
+# As aiohttp writes it: only what differs from the version's default.
+CONNECTION_LINES = {
+    ("1.1", True): b"",
+    ("1.1", False): b"Connection: close\r\n",
+    ("1.0", True): b"Connection: keep-alive\r\n",
+    ("1.0", False): b"",
+}
 
 
 @dataclass(slots=True)  # not frozen: made per request, and frozen init costs more
@@ -58,52 +72,34 @@ class RequestHead:
     path: str  # as sent, before any `?`
     query: str
     version: str  # "1.1" or "1.0"
-    headers: dict[str, str]  # lower-case names
-
-    @property
-    def keep_alive(self) -> bool:
-        connection = self.headers.get("connection", "").lower()
-        if self.version == "1.1":
-            return "close" not in connection
-        return "keep-alive" in connection
+    headers: Mapping[str, str]  # aiohttp's own (case-insensitive), as its handlers see them
+    keep_alive: bool
 
 
-# RFC 9112: request-line, then field lines of a token, a colon and a value
-# without CR, LF or NUL. Anything else (absolute-form targets, folded lines,
-# spaces before the colon, other methods and versions) fails to match.
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_HEAD_RE = re.compile(
-    rf"(GET|HEAD) (/[^\x00-\x20#\x7f]*) HTTP/1\.([01])((?:\r\n{_TOKEN}:[^\x00\r\n]*)*)", re.ASCII
-)
-_FIELD_RE = re.compile(rf"\r\n({_TOKEN}):[ \t]*([^\x00\r\n]*)", re.ASCII)
+def plain_head(message: RawRequestMessage) -> RequestHead | None:
+    """The head of a parsed request this path may answer, or None when it must go to aiohttp.
 
-
-def parse_head(raw: bytes) -> RequestHead | None:
-    """One request head (without its final empty line), or None when the fast path must leave it to aiohttp.
-
-    None for anything but a well-formed GET or HEAD of an origin-form target
-    over HTTP/1.0 or 1.1 without a body: a repeated header, a folded line,
-    a stray CR, LF or NUL, a header name with spaces.
+    Only a GET or HEAD of an origin-form target over HTTP/1.0 or 1.1, with
+    no body, upgrade or expectation.
     """
-    text = raw.decode("latin-1")
-    match = _HEAD_RE.fullmatch(text)
-    if match is None:
+    version = VERSIONS.get(message.version)
+    if version is None or message.method not in ("GET", "HEAD") or message.upgrade or message.chunked:
         return None
-    method, target, minor, fields = match.groups()
-    pairs = _FIELD_RE.findall(fields)
-    headers = {name.lower(): value.rstrip(" \t") for name, value in pairs}
-    if len(headers) != len(pairs) or any(h in headers for h in HAND_OFF_HEADERS):
+    headers = message.headers
+    if any(name in headers for name in HAND_OFF_HEADERS):
+        return None
+    target = message.path
+    if target[:1] != "/" or "#" in target:
         return None
     path, _, query = target.partition("?")
-    return RequestHead(method, path, query, "1." + minor, headers)
+    return RequestHead(message.method, path, query, version, headers, not message.should_close)
 
 
 @dataclass(slots=True)
 class Answer:
-    status_line: bytes
-    header_block: bytes  # all lines but Date and Connection, each ending in CRLF
+    status: int  # 200 or 304
+    header_block: bytes  # all lines but the status line, Date and Connection, each ending in CRLF
     body: bytes
-    status: int
 
 
 @dataclass
@@ -145,13 +141,13 @@ class IndexAnswers:
         if isinstance(page, PageMiss):
             return None
         if page.matches(headers.get("if-none-match")):
-            return Answer(STATUS_304, page.wire_not_modified, b"", 304)
-        return Answer(STATUS_200, page.wire, page.body, 200)
+            return Answer(304, page.wire_not_modified, b"")
+        return Answer(200, page.wire, page.body)
 
     def _file(self, rest: str, head: RequestHead) -> Answer | None:
         sha256, slash, filename = rest.partition("/")
         relative = file_relative(sha256, unquote(filename) if "%" in filename else filename) if slash else None
-        if relative is None or any(h in head.headers for h in CONDITIONAL_FILE_HEADERS):
+        if relative is None or any(h in head.headers for h in REGULAR_PATH_HEADERS):
             return None
         generation = self.state.live.generation()
         if generation is None:
@@ -159,7 +155,16 @@ class IndexAnswers:
         cached = self.state.files.get(generation, relative, FILE_HEADERS)
         if cached is None:
             return None  # missing, or large enough for sendfile
-        return Answer(STATUS_200, cached.wire, cached.body, 200)
+        return Answer(200, cached.wire, cached.body)
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client may hold in one worker ([server] in reservoir.toml)."""
+
+    head_timeout_s: float = 15.0  # to send one whole request head, from its first byte
+    max_connections: int = 128  # open at once from one address
+    keepalive_s: float = 75.0  # idle between requests
 
 
 @dataclass
@@ -170,16 +175,33 @@ class FastPath:
     # Makes the aiohttp protocol a connection is handed to (an aiohttp `web.Server`).
     fallback: Callable[[], asyncio.Protocol]
     access_log: logging.Logger | None = None
-    keepalive_s: float = 75.0
+    limits: ClientLimits = field(default_factory=ClientLimits)
     connections: set[StaticIndexProtocol] = field(default_factory=set)
+    # Open connections per client address, handed-over ones included.
+    per_client: dict[str, int] = field(default_factory=dict)
     date: DateHeader = field(default_factory=DateHeader)
 
     def protocol(self) -> StaticIndexProtocol:
         return StaticIndexProtocol(self)
 
+    def admit(self, client: str) -> bool:
+        """Counts a new connection from `client`, unless it already holds as many as it may."""
+        open_now = self.per_client.get(client, 0)
+        if open_now >= self.limits.max_connections:
+            return False
+        self.per_client[client] = open_now + 1
+        return True
+
+    def release(self, client: str) -> None:
+        open_now = self.per_client.get(client, 0) - 1
+        if open_now > 0:
+            self.per_client[client] = open_now
+        else:
+            self.per_client.pop(client, None)
+
     def close_idle(self, now: float) -> None:
         for connection in list(self.connections):
-            connection.close_if_idle(now, self.keepalive_s)
+            connection.close_if_idle(now, self.limits.keepalive_s)
 
     async def sweep_idle(self, every_s: float = 5.0) -> None:
         """Closes keep-alive connections idle for longer than `keepalive_s`, as aiohttp does its own."""
@@ -215,25 +237,45 @@ class StaticIndexProtocol(asyncio.Protocol):
     def __init__(self, fast_path: FastPath) -> None:
         self._fast_path = fast_path
         self._transport: asyncio.Transport | None = None
-        self._buffer = b""
+        self._parser: HttpRequestParser | None = None
+        self._buffer = b""  # from the first byte of the request not answered yet
+        self._fed = 0  # how much of it the parser has read
         self._write_paused = False
         self._peer = "-"
+        self._counted = False  # in fast_path.per_client
         self.last_active = time.monotonic()
+        self._head_started = self.last_active
+        self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-        self._transport = transport
+        fast_path = self._fast_path
         peer = transport.get_extra_info("peername")
         self._peer = str(peer[0]) if isinstance(peer, tuple) and peer else "-"
-        self._fast_path.connections.add(self)
+        if not fast_path.admit(self._peer):
+            transport.write(closing_answer(503, "too many connections from this address: retry later", fast_path.date))
+            transport.close()
+            return
+        self._counted = True
+        self._transport = transport
+        self._parser = HttpRequestParser(self, asyncio.get_running_loop(), 1 << 16, **HEAD_LIMITS)
+        fast_path.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fast_path.connections.discard(self)
         self._transport = None
+        self._stop_deadline()
+        if self._counted:
+            self._counted = False
+            self._fast_path.release(self._peer)
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        self._buffer = self._buffer + data if self._buffer else data
+        self.last_active = now = time.monotonic()
+        if self._buffer:
+            self._buffer += data
+        else:
+            self._buffer = data
+            self._head_started = now
         if not self._write_paused:
             self._answer_buffered()
 
@@ -259,24 +301,38 @@ class StaticIndexProtocol(asyncio.Protocol):
             self._transport.close()
 
     def _answer_buffered(self) -> None:
-        buffer, transport, fast_path = self._buffer, self._transport, self._fast_path
-        while buffer and transport is not None and not self._write_paused:
-            end = buffer.find(b"\r\n\r\n")
-            if end > MAX_HEAD_BYTES:
-                break
+        buffer, transport, fast_path, parser = self._buffer, self._transport, self._fast_path, self._parser
+        while buffer and transport is not None and parser is not None and not self._write_paused:
+            # The parser is fed up to the first CRLFCRLF only: llhttp reads no bare LF as a line end, so a head
+            # it completes there ends there, and bytes after it were never read by this parser.
+            fed = self._fed
+            end = buffer.find(b"\r\n\r\n", fed - 3 if fed > 3 else 0)
+            stop = end + 4 if end >= 0 else len(buffer)
+            try:
+                messages = parser.feed_data(buffer[fed:stop])[0] if stop > fed else ()
+            except HttpProcessingError:
+                break  # aiohttp parses it again and answers 400, 413 or 431
             if end < 0:
-                if len(buffer) > MAX_HEAD_BYTES or b"\n\n" in buffer:
-                    break  # not a head this path reads: aiohttp's parser decides
+                if messages:
+                    break  # a head without CRLFCRLF (HTTP/0.9): aiohttp's to answer
+                self._fed = stop
                 self._buffer = buffer
+                self._await_head()
                 return
-            head = parse_head(buffer[:end])
+            self._fed = 0
+            head = plain_head(messages[0][0]) if len(messages) == 1 else None
             answer = fast_path.answers.answer(head) if head is not None else None
             if head is None or answer is None:
                 break
-            buffer = buffer[end + 4 :]
+            if not head.keep_alive and len(buffer) > stop:
+                break  # llhttp refuses bytes after a closing request, and aiohttp answers 400 for all of them
+            buffer = buffer[stop:]
+            self._head_started = self.last_active
+            self._stop_deadline()
             keep_alive = head.keep_alive
-            connection = (KEEP_ALIVE if head.version == "1.0" else b"") if keep_alive else CLOSE
-            lines = answer.status_line + SERVER_LINE + fast_path.date.line() + connection + answer.header_block + b"\r\n"
+            connection = CONNECTION_LINES[head.version, keep_alive]
+            lines = STATUS_LINES[head.version, answer.status] + SERVER_LINE + fast_path.date.line() + connection
+            lines += answer.header_block + b"\r\n"
             body = answer.body if head.method == "GET" else b""
             if body:
                 transport.writelines((lines, body))
@@ -290,17 +346,72 @@ class StaticIndexProtocol(asyncio.Protocol):
                 return
         else:
             self._buffer = buffer
+            if not buffer:
+                self._stop_deadline()
             return
         self._buffer = b""
         self._hand_off(buffer)
+
+    def _await_head(self) -> None:
+        """Starts the clock on an incomplete head (once per head: a whole head in one read never starts it)."""
+        if self._deadline is None:
+            remaining = self._head_started + self._fast_path.limits.head_timeout_s - time.monotonic()
+            self._deadline = asyncio.get_running_loop().call_later(max(remaining, 0.0), self._head_timed_out)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._deadline = None
+        transport = self._transport
+        if transport is None or not self._buffer:
+            return
+        seconds = f"{self._fast_path.limits.head_timeout_s:g}"
+        message = f"the request head did not arrive within {seconds} s"
+        transport.write(closing_answer(408, message, self._fast_path.date))
+        transport.close()
+        self._buffer = b""
+        self._parser = None
 
     def _hand_off(self, pending: bytes) -> None:
         """aiohttp takes the connection over, starting with `pending` (the request this path does not answer)."""
         transport = self._transport
         assert transport is not None
-        self._fast_path.connections.discard(self)
+        fast_path = self._fast_path
+        self._stop_deadline()
+        fast_path.connections.discard(self)
         self._transport = None
-        handler = self._fast_path.fallback()
-        transport.set_protocol(handler)
+        self._parser = None
+        handler = fast_path.fallback()
+        counted, self._counted = self._counted, False
+        transport.set_protocol(HandedOver(handler, lambda: fast_path.release(self._peer)) if counted else handler)
         handler.connection_made(transport)
         handler.data_received(pending)
+
+
+class HandedOver(asyncio.Protocol):
+    """aiohttp's protocol for a connection this path handed over, counted against its client until it closes."""
+
+    __slots__ = ("_handler", "_release")
+
+    def __init__(self, handler: asyncio.Protocol, release: Callable[[], None]) -> None:
+        self._handler = handler
+        self._release = release
+
+    def data_received(self, data: bytes) -> None:
+        self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._handler.eof_received()
+
+    def pause_writing(self) -> None:
+        self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._handler.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        self._handler.connection_lost(exc)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http import HttpVersion10, HttpVersion11
 from packaging.utils import canonicalize_name
 
 from reservoir.context import AppContext
@@ -304,8 +305,21 @@ async def index_auth(request: web.Request, handler):  # type: ignore[no-untyped-
     return await handler(request)
 
 
+@web.middleware
+async def http_1_only(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """505 for any version but 1.0 and 1.1, which llhttp reads (HTTP/0.9, HTTP/2.0) and aiohttp would answer."""
+    if request.version not in (HttpVersion10, HttpVersion11):
+        # aiohttp writes the status line in the request's version: this server speaks 1.1 only.
+        request._cache["version"] = HttpVersion11  # noqa: SLF001 (reify's cache; tested)
+        response = web.Response(status=505, text="only HTTP/1.0 and HTTP/1.1 are served here\n")
+        response.force_close()
+        return response
+    return await handler(request)
+
+
 def build_app(state: SiteState, mode: AuthMode) -> web.Application:
     app = web.Application(middlewares=[index_auth] if mode != "none" else [])
+    app.middlewares.insert(0, http_1_only)
     app[APP_KEY] = state
     app.router.add_get("/pypi/simple/", simple_root)
     app.router.add_get("/pypi/simple", lambda r: _redirect(r, "/pypi/simple/"))

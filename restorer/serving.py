@@ -3,6 +3,13 @@
 The parent process opens one listening socket and forks worker processes
 that share it (the index is static files, so workers share nothing else);
 it supervises them and runs the inbox watcher.
+
+[server] in reservoir.toml bounds what one client may hold in a worker:
+`head_timeout` (seconds to send a whole request head, default 15),
+`max_connections_per_client` (open at once from one address, default 128),
+`keepalive_timeout` (seconds idle between requests, default 75).
+`fast_path = false` leaves every request to aiohttp alone, without those
+bounds: a reference to compare the fast path with, not a way to serve.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
+import aiohttp.web_response
 from aiohttp import web
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -25,10 +35,11 @@ from reservoir.context import AppContext
 from reservoir.errors import ConfigError
 from reservoir.schedule import JobSpec, install_jobs, make_scheduler
 from restorer.auth import auth_mode
-from restorer.fastpath import FastPath, IndexAnswers
+from restorer.fastpath import HEAD_LIMITS, ClientLimits, FastPath, IndexAnswers
 from restorer.publish import publish_site
 from restorer.publish.tree import live_generation
 from restorer.server import build_app, site_state
+from restorer.wire import SERVER
 
 log = logging.getLogger(__name__)
 WATCH_JOB = "site-inbox-watch"
@@ -51,8 +62,40 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None) -> None:
+@dataclass(frozen=True)
+class WorkerOptions:
+    limits: ClientLimits
+    fast_path: bool = True
+
+
+def _positive(config: dict[str, Any], key: str, default: float, kind: type) -> Any:
+    value = config.get(key, default)
+    number = not isinstance(value, bool) and isinstance(value, int if kind is int else (int, float))
+    if not number or value <= 0:
+        what = "a whole number" if kind is int else "a number of seconds"
+        message = f"[server] {key} must be {what} above 0, not {value!r}"
+        raise ConfigError(message, hint=f"set it in reservoir.toml (default {default})")
+    return kind(value)
+
+
+def worker_options(config: dict[str, Any]) -> WorkerOptions:
+    """[server]'s limits, checked in the parent so that a typo fails once, before any worker starts."""
+    defaults = ClientLimits()
+    limits = ClientLimits(
+        head_timeout_s=_positive(config, "head_timeout", defaults.head_timeout_s, float),
+        max_connections=_positive(config, "max_connections_per_client", defaults.max_connections, int),
+        keepalive_s=_positive(config, "keepalive_timeout", defaults.keepalive_s, float),
+    )
+    fast_path = config.get("fast_path", True)
+    if not isinstance(fast_path, bool):
+        raise ConfigError(f"[server] fast_path must be true or false, not {fast_path!r}")
+    return WorkerOptions(limits, fast_path)
+
+
+def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None, options: WorkerOptions) -> None:
     """One worker process on the shared socket until SIGTERM: the fast path first, aiohttp for the rest."""
+    # aiohttp names itself and its version in Server: on every answer it writes, its own 400s included.
+    aiohttp.web_response.SERVER_SOFTWARE = SERVER
     mode = auth_mode(app_context.home.section("server").get("auth"))
     state = site_state(app_context, mode)
     app = build_app(state, mode)
@@ -67,13 +110,18 @@ def _run_worker(app_context: AppContext, sock: socket.socket, access_log: Path |
 
     async def main() -> None:
         runner = web.AppRunner(
-            app, access_log=logger, access_log_format=ACCESS_LOG_FORMAT, handle_signals=False
+            app,
+            access_log=logger,
+            access_log_format=ACCESS_LOG_FORMAT,
+            handle_signals=False,
+            keepalive_timeout=options.limits.keepalive_s,
+            **HEAD_LIMITS,
         )
         await runner.setup()
         assert runner.server is not None
-        fast_path = FastPath(IndexAnswers(state, mode), runner.server, logger)
+        fast_path = FastPath(IndexAnswers(state, mode), runner.server, logger, options.limits)
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(fast_path.protocol, sock=sock)
+        server = await loop.create_server(fast_path.protocol if options.fast_path else runner.server, sock=sock)
         sweeper = loop.create_task(fast_path.sweep_idle())
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -99,12 +147,12 @@ def _start_watcher(app_context: AppContext, interval: float) -> BackgroundSchedu
     return scheduler
 
 
-def _fork_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None) -> int:
+def _fork_worker(app_context: AppContext, sock: socket.socket, access_log: Path | None, options: WorkerOptions) -> int:
     pid = os.fork()
     if pid == 0:
         code = 0
         try:
-            _run_worker(AppContext(home_root=app_context.home_root), sock, access_log)
+            _run_worker(AppContext(home_root=app_context.home_root), sock, access_log, options)
         except BaseException:  # noqa: BLE001
             logging.getLogger(__name__).exception("worker failed")
             code = 1
@@ -116,6 +164,7 @@ def _fork_worker(app_context: AppContext, sock: socket.socket, access_log: Path 
 def serve_forever(
     app_context: AppContext, host: str, port: int, workers: int, watch_interval: float, access_log: Path | None
 ) -> None:
+    options = worker_options(app_context.home.section("server"))
     sock = _listen(host, port)
     from restorer.importer import catch_up_publishing
 
@@ -130,7 +179,7 @@ def serve_forever(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    children = {_fork_worker(app_context, sock, access_log) for _ in range(workers)}
+    children = {_fork_worker(app_context, sock, access_log, options) for _ in range(workers)}
     watcher = _start_watcher(app_context, watch_interval)
     click.echo(f"serving {app_context.home.root} on http://{host}:{sock.getsockname()[1]}/ with {workers} workers", err=True)
     try:
@@ -140,7 +189,7 @@ def serve_forever(
                 children.discard(pid)
                 if not stopping:
                     log.error("worker %d exited; starting another", pid)
-                    children.add(_fork_worker(app_context, sock, access_log))
+                    children.add(_fork_worker(app_context, sock, access_log, options))
             time.sleep(0.2)
     finally:
         if watcher is not None:

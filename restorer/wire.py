@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 
-SERVER_LINE = b"Server: reservoir\r\n"
+# The same on every answer of both layers, and without a version (restorer.serving sets aiohttp's).
+SERVER = "reservoir"
+SERVER_LINE = f"Server: {SERVER}\r\n".encode("ascii")
 
 
 def header_block(headers: dict[str, str], content_length: int | None) -> bytes:
@@ -24,8 +26,15 @@ def header_block(headers: dict[str, str], content_length: int | None) -> bytes:
     return "".join(lines).encode("latin-1")
 
 
-def status_line(status: int) -> bytes:
-    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode("ascii")
+def status_line(status: int, version: str = "1.1") -> bytes:
+    return f"HTTP/{version} {status} {HTTPStatus(status).phrase}\r\n".encode("ascii")
+
+
+def closing_answer(status: int, message: str, date: DateHeader) -> bytes:
+    """A whole plain-text answer after which the connection closes (a refusal before any request is read)."""
+    body = (message + "\n").encode("utf-8")
+    headers = {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"}
+    return status_line(status) + SERVER_LINE + date.line() + header_block(headers, len(body)) + b"\r\n" + body
 
 
 @dataclass
