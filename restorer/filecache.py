@@ -26,6 +26,20 @@ CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
+class Validators:
+    etag: str
+    last_modified: str
+    mtime_s: int  # Last-Modified in seconds
+
+
+def validators(st: os.stat_result) -> Validators:
+    """The ETag and Last-Modified that FileResponse sends for a file: the cache and the conditional path use these."""
+    mtime_s = math.ceil(st.st_mtime)  # rounded up to the second, as aiohttp's own Last-Modified is
+    last_modified = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(mtime_s))
+    return Validators(f'"{st.st_mtime_ns:x}-{st.st_size:x}"', last_modified, mtime_s)
+
+
+@dataclass(frozen=True)
 class CachedFile:
     body: bytes
     headers: dict[str, str]
@@ -60,11 +74,11 @@ class FileCache:
             return None
         if len(body) != st.st_size:  # changed while read: let the regular path answer
             return None
+        valid = validators(st)
         headers = {
             "Content-Type": CONTENT_TYPE,
-            "ETag": f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
-            # Rounded up to the second, as aiohttp's own Last-Modified is.
-            "Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(math.ceil(st.st_mtime))),
+            "ETag": valid.etag,
+            "Last-Modified": valid.last_modified,
             "Accept-Ranges": "bytes",
             **extra_headers,
         }

@@ -21,6 +21,7 @@ import html
 import json
 import logging
 import re
+import stat
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,11 +29,13 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http import HttpVersion10, HttpVersion11
+from multidict import CIMultiDict
 from packaging.utils import canonicalize_name
 
 from reservoir.context import AppContext
 from restorer.auth import Account, AccountStore, Authenticator, AuthMode, TooManyFailures
-from restorer.filecache import FileCache
+from restorer.conditional import CONDITIONAL_HEADERS, decide_file, none_match
+from restorer.filecache import FileCache, validators
 from restorer.negotiation import Choice, negotiate
 from restorer.publish.tree import LiveLink
 from restorer.wire import header_block
@@ -57,7 +60,7 @@ class CachedPage:
 
     def matches(self, if_none_match: str | None) -> bool:
         """Whether a conditional request already holds this page (answer 304)."""
-        return self.etag in (if_none_match or "")
+        return none_match(if_none_match, self.etag)
 
 
 @dataclass(frozen=True)
@@ -194,19 +197,49 @@ async def package_file(request: web.Request) -> web.StreamResponse:
     generation = state.live.generation()
     if generation is None:
         raise web.HTTPNotFound()
-    if not any(h in request.headers for h in REGULAR_PATH_HEADERS):
+    headers = request.headers
+    if not any(h in headers for h in REGULAR_PATH_HEADERS):
         cached = state.files.get(generation, relative, FILE_HEADERS)
         if cached is not None:
             return web.Response(body=cached.body, headers=cached.headers)
     path = generation / relative
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError:
+        raise web.HTTPNotFound() from None
+    if not stat.S_ISREG(st.st_mode):
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers=FILE_HEADERS)
+    valid = validators(st)
+    decision = decide_file(request.method, headers, valid.etag, valid.last_modified, valid.mtime_s, st.st_size)
+    if decision.status == 304:
+        not_modified = {**FILE_HEADERS, "ETag": valid.etag, "Last-Modified": valid.last_modified}
+        return web.Response(status=304, headers=not_modified)
+    if decision.status == 412:
+        return web.Response(status=412, text="precondition failed\n")
+    if decision.status == 416:
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{st.st_size}"})
+    # FileResponse only sends the bytes decided here: it sees no condition, and at most one plain range.
+    plain = CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in REGULAR_PATH_HEADERS_CI)
+    if decision.range is not None:
+        plain["Range"] = f"bytes={decision.range.first}-{decision.range.last}"
+    return DecidedFile(path, plain, headers=FILE_HEADERS)
+
+
+class DecidedFile(web.FileResponse):
+    """A FileResponse that reads its request with these headers, so that it decides nothing itself."""
+
+    def __init__(self, path: Path, request_headers: CIMultiDict[str], headers: dict[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self._request_headers = request_headers
+
+    async def prepare(self, request: web.BaseRequest):  # type: ignore[no-untyped-def]
+        return await super().prepare(request.clone(headers=self._request_headers))
 
 
 FILE_HEADERS = {"Cache-Control": "max-age=31536000, immutable"}
-# What FileResponse answers (partial content, 304, 412) rather than the cache.
-REGULAR_PATH_HEADERS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
+# What restorer.conditional decides (partial content, 304, 412, 416) rather than the cache.
+REGULAR_PATH_HEADERS = CONDITIONAL_HEADERS
+REGULAR_PATH_HEADERS_CI = frozenset(h.lower() for h in CONDITIONAL_HEADERS)
 
 
 async def health(_request: web.Request) -> web.Response:
