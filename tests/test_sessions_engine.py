@@ -265,3 +265,19 @@ def test_a_restarted_server_adopts_a_running_session(home: Path, tokens: dict[st
         assert gpus_used(home) == "0.50"
         cli(home, server, alice, "session", "rm", "long")
         assert gpus_used(home) == "0.00"
+
+
+def test_an_idle_interactive_session_is_warned_in_its_log_then_reclaimed(home: Path, tokens: dict[str, str]) -> None:
+    config = home / "reservoir.toml"
+    original = config.read_text()
+    config.write_text(original.replace('default_mem = "512m"', 'default_mem = "512m"\nidle_timeout_s = 6\nidle_warning_s = 4'))
+    try:
+        with run_server(home) as server:
+            alice = tokens["alice"]
+            idle = created_id(cli(home, server, alice, "session", "create", IMAGE, "-r", "cuda.shares=0.5"))
+            ended = wait_for(home, server, alice, idle, "ended", timeout=30)
+            assert ended["status"].startswith("reclaimed: idle for")
+            assert "reservoir: this session is idle; it will be ended at" in cli(home, server, alice, "session", "logs", idle).stdout
+            assert gpus_used(home) == "0.00"
+    finally:
+        config.write_text(original)
