@@ -281,3 +281,22 @@ def test_an_idle_interactive_session_is_warned_in_its_log_then_reclaimed(home: P
             assert gpus_used(home) == "0.00"
     finally:
         config.write_text(original)
+
+
+def test_admin_imports_an_image_and_builds_the_shared_layer_every_user_sees(home: Path, tokens: dict[str, str]) -> None:
+    site = [sys.executable, "-m", "reservoir", "--home", str(home)]
+    imported = subprocess.run([*site, "session", "image", "import", str(python_image_tarball()), "reservoir-test/imported:1"],
+                              capture_output=True, text=True, timeout=180)
+    assert imported.returncode == 0 and imported.stdout.startswith("gpu-a: reservoir-test/imported:1 = sha256:"), imported.stderr
+    with run_server(home) as server:
+        index = server.url.replace("http://", f"http://__token__:{tokens['boss']}@") + "/pypi/simple/"
+        built = subprocess.run([*site, "session", "layer", "build", "--image", "reservoir-test/imported:1", "--index-url", index, "gamma"],
+                               capture_output=True, text=True, timeout=180)
+        assert built.returncode == 0 and built.stdout.startswith("layer gen-"), built.stderr
+        bob = tokens["bob"]
+        theirs = created_id(cli(home, server, bob, "session", "create", "reservoir-test/imported:1"))
+        wait_for(home, server, bob, theirs, "running")
+        seen = cli(home, server, bob, "session", "exec", theirs, "--", "python3", "-c", "import gamma; print(gamma.__version__)")
+        assert seen.stdout.strip() == "1.0"
+        cli(home, server, bob, "session", "rm", theirs)
+    assert not (home / "sessions" / "users" / "bob" / "upper" / "lib").exists()  # the layer is below, not copied up
