@@ -56,6 +56,9 @@ def test_folded_dependency_fields_are_joined() -> None:
     (stanza(version="abc"), "not a Debian version"),
     (stanza(Multi_Arch="maybe"), "unknown Multi-Arch"),
     (stanza() + "Version: 2\n", "field Version given twice"),
+    (stanza() + "Filename: pool/main/x/x.deb\n", "field Filename given twice"),
+    (stanza().replace("Version: 2.10-3", "Version: 2.10-3\n -4"), "field Version is folded"),
+    (stanza() + "".join(f"X-Field-{i}: {'y' * 50}\n" for i in range(5000)) + "no colon here\n", "not a field"),
     (stanza().replace("\n", "\r\n"), "carriage returns"),
 ])
 def test_a_bad_stanza_is_refused_in_one_line_naming_it(text: str, reason: str) -> None:
@@ -150,3 +153,13 @@ def test_the_fast_path_and_the_line_by_line_parser_agree() -> None:
     assert fast == slow and len(fast) == 20
     with pytest.raises(IndexError_, match="stanza 2: .*missing Package"):
         parse_packages(stanza() + "\nDescription: alone\n")
+
+
+def test_provided_names_agrees_with_parse_provides() -> None:
+    from downloader.apt.relations import provided_names
+
+    for text in ("httpd", "abi (= 2), x-y+z.1 (=1:2.0-1) , plain", "a:any (= 1)"):
+        assert provided_names(text) == [(r.name, r.version) for r in parse_provides(text)]
+    for bad in ("abi (>= 2)", "a | b", "A", "a,,b", "a (= )"):
+        with pytest.raises(RelationError):
+            provided_names(bad)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from downloader.apt.packages import PackageRecord
-from downloader.apt.relations import Group, Relation, RelationError, parse_provides, parse_relations, satisfies, \
+from downloader.apt.relations import Group, Relation, RelationError, parse_relations, provided_names, satisfies, \
     version_key
 
 # apt prefers, among providers, the more important package.
@@ -74,15 +74,20 @@ class Universe:
         """{virtual name: [(provider, provided version or None)]}, built on first use."""
         if self._provides is None:
             provides: dict[str, list[tuple[PackageRecord, str | None]]] = {}
-            for record in self.records():
-                if not record.provides:
-                    continue
-                try:
-                    provided = parse_provides(record.provides)
-                except RelationError:
-                    continue  # this provider is unusable; its own dependents warn when nothing else satisfies them
-                for relation in provided:
-                    provides.setdefault(relation.name, []).append((record, relation.version))
+            for records in self.by_name.values():
+                for record in records:
+                    if not record.provides:
+                        continue
+                    try:
+                        provided = provided_names(record.provides)
+                    except RelationError:
+                        continue  # an unusable provider; what needs it warns when nothing else satisfies it
+                    for name, version in provided:
+                        found = provides.get(name)
+                        if found is None:
+                            provides[name] = [(record, version)]
+                        else:
+                            found.append((record, version))
             self._provides = provides
         return self._provides
 

@@ -53,7 +53,7 @@ class PackageRecord:
     priority: str = ""
     section: str = ""
     source: str = ""  # the source package's name ("" when it is the binary's own)
-    stanza: str = ""  # the stanza as the upstream wrote it, its bytes read as Latin-1
+    stanza: str = ""  # the stanza as the upstream wrote it, with its final line break, bytes read as Latin-1
     suite: str = ""
     component: str = ""
 
@@ -68,7 +68,7 @@ class PackageRecord:
 
     def control(self) -> str:
         """The stanza as text (UTF-8, as Debian writes it)."""
-        return self.stanza.encode("latin-1").decode("utf-8", errors="replace")
+        return self.stanza.rstrip("\n").encode("latin-1").decode("utf-8", errors="replace")
 
     @property
     def basename(self) -> str:
@@ -95,37 +95,46 @@ def parse_packages(data: bytes | str, where: str = "Packages", suite: str = "",
                    component: str = "") -> list[PackageRecord]:
     """Every stanza of an index; raises IndexError_ on the first bad one.
 
-    The fast path checks the whole text's line structure with one regular
-    expression (C speed), then walks only the fields it keeps. Any doubt (a
-    line that is not a field, a folded field it keeps) goes to the line by
-    line parser, which reads folded fields and names the stanza at fault.
+    The fast path reads each stanza with one match of one regular expression
+    (C speed, linear: no input makes it backtrack), which captures the kept
+    fields and flags any line that is no field. Any doubt (such a line, a
+    field that fails its check, a kept field given twice) hands the whole
+    text to the line by line parser, which names the stanza and the reason.
     """
     # Latin-1 keeps one byte per character whatever the maintainers' names hold (a str with one
     # character past U+00FF takes two or four bytes for every character), and every field we read is
     # ASCII; `PackageRecord.control` gives a stanza back as UTF-8 text.
     text = (data.encode("utf-8") if isinstance(data, str) else data).decode("latin-1")
+    del data
     if "\r" in text:
         raise IndexError_(f"{where}: carriage returns in the index", hint="the index is not in Debian's format")
-    body = "".join(("\n\n", text.strip("\n"), "\n\n"))
-    del data
-    if _DOUBT_RE.search(body):
-        return _parse_lines(text, where, suite, component)
-    stanzas = [s for s in body.split("\n\n") if s.strip()]
+    body = text.strip("\n") + "\n\n"
+    if body[:1] in (" ", "\t") or "\n\n " in body or "\n\n\t" in body:
+        return _parse_lines(text, where, suite, component)  # a stanza starting with a folded line
     records: list[PackageRecord] = []
-    fields: dict[str, str] = {}
-    for key, value in _KEPT_RE.findall(body):
-        if key:
-            if key in fields:
-                raise _fail(where, len(records) + 1, fields.get("Package", ""), f"field {key} given twice")
-            fields[key] = value.rstrip()
-        elif fields:
-            records.append(_record(fields, where, len(records) + 1, "", suite, component))
-            fields = {}
-    if len(records) != len(stanzas):
-        return _parse_lines(text, where, suite, component)
-    for record, stanza in zip(records, stanzas):
-        record.stanza = stanza.strip("\n")
+    append = records.append
+    check = _RECORD_RE.match
+    for (stanza, name, version, arch, multi_arch, depends, pre_depends, recommends, provides, essential, priority,
+         filename, size, sha256, section, source, bad) in _STANZA_RE.findall(body):
+        multi_arch = multi_arch or "no"
+        if bad or not check(f"{name}\0{version}\0{arch}\0{sha256}\0{filename}\0{size}\0{multi_arch}") \
+                or ("/." in filename and _dot_part(filename)):
+            return _parse_lines(text, where, suite, component)  # it names the stanza and the reason
+        if "\n" in depends or "\n" in pre_depends or "\n" in recommends or "\n" in provides or "\n" in source:
+            depends, pre_depends, recommends, provides, source = (
+                _unfold(depends), _unfold(pre_depends), _unfold(recommends), _unfold(provides), _unfold(source))
+        append(PackageRecord(name, version, arch, filename, int(size), sha256, multi_arch, depends, pre_depends,
+                             recommends, provides, essential == "yes", priority, section, source, stanza,
+                             suite, component))
+    # A kept field given twice would have been read once, silently: let the line parser refuse it.
+    for field in _ONCE:
+        if body.count("\n" + field) + body.startswith(field) != len(records):
+            return _parse_lines(text, where, suite, component)
     return records
+
+
+def _unfold(value: str) -> str:
+    return " ".join(part.strip() for part in value.split("\n")) if "\n" in value else value
 
 
 def _record(fields: dict[str, str], where: str, number: int, stanza: str, suite: str,
@@ -189,6 +198,8 @@ def _parse_lines(text: str, where: str, suite: str, component: str) -> list[Pack
             if line[:1] in (" ", "\t"):
                 if not key:
                     raise _fail(where, number, "", "continuation line before any field")
+                if key in _UNFOLDABLE:
+                    raise _fail(where, number, fields.get("Package", ""), f"field {key} is folded")
                 if key in _FOLDED:
                     fields[key] += " " + line.strip()
                 continue
@@ -198,17 +209,21 @@ def _parse_lines(text: str, where: str, suite: str, component: str) -> list[Pack
             if key in fields:
                 raise _fail(where, number, fields.get("Package", ""), f"field {key} given twice")
             fields[key] = value.strip()
-        records.append(_record(fields, where, number, stanza, suite, component))
+        records.append(_record(fields, where, number, stanza + "\n", suite, component))
     return records
 
 
 # Fields whose folded lines carry meaning for us (a Description's do not).
 _FOLDED = frozenset({"Depends", "Pre-Depends", "Recommends", "Provides", "Source"})
-_KEPT = "Package|Version|Architecture|Multi-Arch|Depends|Pre-Depends|Recommends|Provides|Essential|Priority" \
-        "|Filename|Size|SHA256|Section|Source"
-# A line break that starts neither a field, nor a folded line, nor a blank line; a blank line then a
-# folded one; or a kept field that is folded.
-_DOUBT_RE = re.compile(rf"\n(?:(?![ \t]|[!-9;-~]+:|\n|\Z)|\n[ \t]|(?:{_KEPT}):[^\n]*\n[ \t])")
-# A kept field, or (no groups) the end of a stanza.
-_KEPT_RE = re.compile(rf"\n(?:({_KEPT}):[ \t]*([^\n]*)|(?=\n))")
+_KEPT = ("Package", "Version", "Architecture", "Multi-Arch", "Depends", "Pre-Depends", "Recommends", "Provides",
+         "Essential", "Priority", "Filename", "Size", "SHA256", "Section", "Source")
+# One match per stanza, linear whatever the input: every non-empty line is a kept field (its value and folded
+# lines captured), another field, a folded line, or (last group) a line that is none of these.
+_STANZA_RE = re.compile(
+    "((?:(?:" + "|".join(f"{k}:[ \\t]*([^\\n]*(?:\\n[ \\t][^\\n]*)*)" for k in _KEPT)
+    + r"|[!-9;-~]+:[^\n]*|[ \t][^\n]*|([^\n]+))\n)+)\n*")
+# Fields each stanza holds exactly once, counted (fast): identity and file, where the record and the stanza
+# served back must agree (a second Size would fail the download's size check).
+_ONCE = ("Package:", "Version:", "Filename:", "SHA256:")
+_UNFOLDABLE = frozenset({"Package", "Version", "Architecture", "Multi-Arch", "Filename", "Size", "SHA256"})
 _FIELD_NAME_RE = re.compile(r"^[!-9;-~]+$")
