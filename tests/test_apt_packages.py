@@ -159,7 +159,7 @@ def test_provided_names_agrees_with_parse_provides() -> None:
     from downloader.apt.relations import provided_names
 
     for text in ("httpd", "abi (= 2), x-y+z.1 (=1:2.0-1) , plain", "a:any (= 1)"):
-        assert provided_names(text) == [(r.name, r.version) for r in parse_provides(text)]
+        assert provided_names(text) == [(r.name, r.version or "") for r in parse_provides(text)]
     for bad in ("abi (>= 2)", "a | b", "A", "a,,b", "a (= )"):
         with pytest.raises(RelationError):
             provided_names(bad)

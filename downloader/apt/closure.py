@@ -36,25 +36,21 @@ class Universe:
     arch: str
     where: str
     by_name: dict[str, list[PackageRecord]] = field(default_factory=dict)
-    _provides: dict[str, list[tuple[PackageRecord, str | None]]] | None = field(default=None, repr=False)
+    _provides: dict[str, list[tuple[PackageRecord, str]]] | None = field(default=None, repr=False)
 
     @staticmethod
     def build(indexes: Iterable[Sequence[PackageRecord]], arch: str, where: str) -> Universe:
         """The records of `indexes` (in suite order: on a tie the first suite wins) for `arch`."""
         by_name: dict[str, list[PackageRecord]] = {}
-        seen: set[tuple[str, str, str]] = set()
+        get = by_name.get
         for records in indexes:
             for record in records:
                 if record.arch != arch and record.arch != "all":
                     continue
-                key = (record.name, record.version, record.arch)
-                if key in seen:
-                    continue
-                seen.add(key)
-                found = by_name.get(record.name)
+                found = get(record.name)
                 if found is None:
                     by_name[record.name] = [record]
-                else:
+                elif not any(r.version == record.version and r.arch == record.arch for r in found):
                     found.append(record)
         for records in by_name.values():
             if len(records) > 1:
@@ -70,10 +66,10 @@ class Universe:
             yield from records
 
     @property
-    def provides(self) -> dict[str, list[tuple[PackageRecord, str | None]]]:
-        """{virtual name: [(provider, provided version or None)]}, built on first use."""
+    def provides(self) -> dict[str, list[tuple[PackageRecord, str]]]:
+        """{virtual name: [(provider, provided version or "")]}, built on first use."""
         if self._provides is None:
-            provides: dict[str, list[tuple[PackageRecord, str | None]]] = {}
+            provides: dict[str, list[tuple[PackageRecord, str]]] = {}
             for records in self.by_name.values():
                 for record in records:
                     if not record.provides:
@@ -108,7 +104,7 @@ class Universe:
         """Packages whose Provides satisfy `relation`; unversioned Provides never satisfy a versioned one."""
         found = []
         for record, provided in self.provides.get(relation.name, ()):
-            if relation.op is not None and (provided is None or not satisfies(provided, relation.op, relation.version)):
+            if relation.op is not None and (not provided or not satisfies(provided, relation.op, relation.version)):
                 continue
             if self.arch_ok(relation, record):
                 found.append(record)
