@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from downloader.apt.packages import PackageRecord
+from downloader.apt.packages import PackageRecord, paused_gc
 from downloader.apt.relations import Group, Relation, RelationError, parse_relations, provided_names, satisfies, \
     version_key
 
@@ -41,6 +41,11 @@ class Universe:
     @staticmethod
     def build(indexes: Iterable[Sequence[PackageRecord]], arch: str, where: str) -> Universe:
         """The records of `indexes` (in suite order: on a tie the first suite wins) for `arch`."""
+        with paused_gc():
+            return Universe._build(indexes, arch, where)
+
+    @staticmethod
+    def _build(indexes: Iterable[Sequence[PackageRecord]], arch: str, where: str) -> Universe:
         by_name: dict[str, list[PackageRecord]] = {}
         get = by_name.get
         for records in indexes:
@@ -69,23 +74,27 @@ class Universe:
     def provides(self) -> dict[str, list[tuple[PackageRecord, str]]]:
         """{virtual name: [(provider, provided version or "")]}, built on first use."""
         if self._provides is None:
-            provides: dict[str, list[tuple[PackageRecord, str]]] = {}
-            for records in self.by_name.values():
-                for record in records:
-                    if not record.provides:
-                        continue
-                    try:
-                        provided = provided_names(record.provides)
-                    except RelationError:
-                        continue  # an unusable provider; what needs it warns when nothing else satisfies it
-                    for name, version in provided:
-                        found = provides.get(name)
-                        if found is None:
-                            provides[name] = [(record, version)]
-                        else:
-                            found.append((record, version))
-            self._provides = provides
+            with paused_gc():
+                self._provides = self._provided()
         return self._provides
+
+    def _provided(self) -> dict[str, list[tuple[PackageRecord, str]]]:
+        provides: dict[str, list[tuple[PackageRecord, str]]] = {}
+        for records in self.by_name.values():
+            for record in records:
+                if not record.provides:
+                    continue
+                try:
+                    provided = provided_names(record.provides)
+                except RelationError:
+                    continue  # an unusable provider; what needs it warns when nothing else satisfies it
+                for name, version in provided:
+                    found = provides.get(name)
+                    if found is None:
+                        provides[name] = [(record, version)]
+                    else:
+                        found.append((record, version))
+        return provides
 
     def arch_ok(self, relation: Relation, record: PackageRecord) -> bool:
         qualifier = relation.arch

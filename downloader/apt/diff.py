@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from downloader.apt.packages import PackageRecord
+from downloader.apt.packages import PackageRecord, paused_gc
 
 Key = tuple[str, str, str]
 
@@ -29,7 +29,8 @@ class Delta:
 
 def reflist(records: Iterable[PackageRecord]) -> dict[Key, str]:
     """{(name, version, arch): sha256}, the snapshot form a diff compares."""
-    return {(r.name, r.version, r.arch): r.sha256 for r in records}
+    with paused_gc():
+        return {(r.name, r.version, r.arch): r.sha256 for r in records}
 
 
 def diff(previous: dict[Key, str], current: dict[Key, str]) -> Delta:

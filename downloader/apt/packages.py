@@ -14,7 +14,10 @@ relative path under `pool/`.
 
 from __future__ import annotations
 
+import gc
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from reservoir.errors import IntegrityError
@@ -75,6 +78,22 @@ class PackageRecord:
         return self.filename.rsplit("/", 1)[-1]
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic collector off while tens of thousands of acyclic records are made.
+
+    Each of its passes would walk every record made so far, for no garbage:
+    a fifth of an index's parse time. Reference counting still frees memory.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _dot_part(path: str) -> bool:
     return any(part in (".", "..") for part in path.split("/"))
 
@@ -93,6 +112,11 @@ def _fail(where: str, number: int, name: str, reason: str) -> IndexError_:
 
 def parse_packages(data: bytes | str, where: str = "Packages", suite: str = "",
                    component: str = "") -> list[PackageRecord]:
+    with paused_gc():
+        return _parse_packages(data, where, suite, component)
+
+
+def _parse_packages(data: bytes | str, where: str, suite: str, component: str) -> list[PackageRecord]:
     """Every stanza of an index; raises IndexError_ on the first bad one.
 
     The fast path reads each stanza with one match of one regular expression
