@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from downloader.pypi.options import PyPIOptions
+from downloader.base import ChannelSetup, installed_kinds
 from reservoir.errors import ConfigError, ReservoirError
 from reservoir.models import Channel, Release, ReleaseState, SyncRun
 
-KINDS = ("pypi",)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -36,38 +32,6 @@ def check_upstream(url: str) -> str:
     return url.rstrip("/") + "/"
 
 
-def _pip_config_index_url() -> str | None:
-    """global.index-url from the host's pip configuration files, if set."""
-    try:
-        result = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                                timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in result.stdout.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() in ("global.index-url", ":env:.index-url"):
-            return value.strip().strip("'\"")
-    return None
-
-
-def _pip_builtin_index_url() -> str | None:
-    try:
-        # pip's own default, read from pip so no registry host is written here.
-        from pip._internal.models.index import PyPI
-
-        return str(PyPI.simple_url)
-    except Exception:  # noqa: BLE001 - any pip internals change means "unknown"
-        return None
-
-
-def host_pip_index_url() -> str:
-    """The index the host's pip installs from: PIP_INDEX_URL, pip config, pip's default."""
-    url = os.environ.get("PIP_INDEX_URL") or _pip_config_index_url() or _pip_builtin_index_url()
-    if not url:
-        raise ConfigError("cannot tell which index the host's pip uses", hint="pass --upstream URL")
-    return url
-
-
 @dataclass(frozen=True)
 class ChannelInfo:
     name: str
@@ -78,13 +42,15 @@ class ChannelInfo:
     last_sync: str
 
 
-def add_channel(session: Session, name: str, kind: str, upstream: str, options: PyPIOptions) -> Channel:
+def add_channel(session: Session, name: str, kind: str, setup: ChannelSetup) -> Channel:
+    """Record a channel whose options its ecosystem has checked (`Ecosystem.configure`)."""
     check_channel_name(name)
-    if kind not in KINDS:
-        raise ConfigError(f"channel kind {kind!r} is not supported", hint=f"supported: {', '.join(KINDS)}")
+    kinds = installed_kinds()
+    if kind not in kinds:
+        raise ConfigError(f"channel kind {kind!r} is not supported", hint=f"supported: {', '.join(kinds)}")
     if session.scalar(select(Channel).where(Channel.name == name)) is not None:
         raise ConfigError(f"channel {name!r} already exists", hint="choose another name or `reservoir channel rm` it")
-    channel = Channel(name=name, kind=kind, upstream=check_upstream(upstream), options=options.to_json())
+    channel = Channel(name=name, kind=kind, upstream=check_upstream(setup.upstream), options=setup.options)
     session.add(channel)
     session.flush()
     return channel

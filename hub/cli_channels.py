@@ -1,14 +1,19 @@
-"""`reservoir channel add | ls | rm`."""
+"""`reservoir channel add | ls | rm`.
+
+`channel add` gains the options of every installed ecosystem
+(`Ecosystem.cli_options`); an option one kind declares and another does not
+is refused for that other kind, so a typo never passes silently.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from downloader.pypi.options import PyPIOptions, read_requirements_file
-from downloader.pypi.targets import host_platform, host_python
-from hub.channels import KINDS, add_channel, host_pip_index_url, list_channels, remove_channel
+from downloader.base import OptionSpec, ecosystem, find_ecosystem, installed_kinds
+from hub.channels import add_channel, list_channels, remove_channel
 from reservoir.context import AppContext, pass_app
 
 
@@ -21,38 +26,65 @@ def channel() -> None:
     """Channels: what the hub mirrors, from where, for which targets."""
 
 
+def _owners() -> tuple[dict[str, OptionSpec], dict[str, set[str]]]:
+    """Every kind's options by name (the first declaration wins), and which kinds read each."""
+    specs: dict[str, OptionSpec] = {}
+    owners: dict[str, set[str]] = {}
+    for kind in installed_kinds():
+        for spec in ecosystem(kind).cli_options():
+            specs.setdefault(spec.name, spec)
+            owners.setdefault(spec.name, set()).add(kind)
+    return specs, owners
+
+
+def _click_option(spec: OptionSpec) -> Callable[[Any], Any]:
+    kwargs: dict[str, Any] = {"help": spec.help, "show_default": spec.show_default}
+    if spec.multiple:
+        kwargs["multiple"] = True
+    if spec.is_flag:
+        kwargs["is_flag"] = True
+    if spec.default is not None:
+        kwargs["default"] = spec.default
+    if spec.type is not None:
+        kwargs["type"] = spec.type
+    return click.option(*spec.flags, spec.name, **kwargs)
+
+
+def _with_ecosystem_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    specs, _ = _owners()
+    for spec in reversed(list(specs.values())):
+        command = _click_option(spec)(command)
+    return command
+
+
+def _given_elsewhere(ctx: click.Context, kind: str, values: dict[str, Any]) -> list[str]:
+    """Options given on the command line that `kind` does not read."""
+    specs, owners = _owners()
+    out = []
+    for name in values:
+        source = ctx.get_parameter_source(name)
+        if kind not in owners.get(name, {kind}) and source not in (None, click.core.ParameterSource.DEFAULT):
+            out.append(specs[name].flags[0].split("/")[0])
+    return out
+
+
 @channel.command("add")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(KINDS), required=True)
-@click.option("--upstream", default=None, help="Index URL (http(s):// or file://); default: the host pip's index.")
-@click.option("--package", "packages", multiple=True, help="PEP 508 requirement (repeatable).")
-@click.option("--requirements", "requirements_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="A file of PEP 508 requirements, one a line.")
-@click.option("--python", "pythons", multiple=True, help="Target Python X.Y (repeatable; default: this one's).")
-@click.option("--platform", "platforms", multiple=True,
-              help="Target platform tag, e.g. manylinux_2_28_x86_64 (repeatable; default: the host's).")
-@click.option("--latest", type=int, default=1, show_default=True, help="Versions of each requested project.")
-@click.option("--sdists/--no-sdists", default=False, show_default=True, help="Mirror source distributions too.")
+@click.option("--kind", type=click.Choice(installed_kinds()), required=True)
+@click.option("--upstream", default=None,
+              help="Upstream URL (http(s):// or file://); default: the host's own client's (pip's index, apt sources).")
+@_with_ecosystem_options
 @pass_app
-def channel_add(app: AppContext, name: str, kind: str, upstream: str | None, packages: tuple[str, ...],
-                requirements_file: Path | None, pythons: tuple[str, ...], platforms: tuple[str, ...], latest: int,
-                sdists: bool) -> None:
-    """Create channel NAME (e.g. `--kind pypi --package 'requests>=2'`)."""
+def channel_add(app: AppContext, name: str, kind: str, upstream: str | None, **values: Any) -> None:
+    """Create channel NAME (e.g. `--kind pypi --package 'requests>=2'`, `--kind apt --suite bookworm --package hello`)."""
     app.home.require_role("hub")
-    requested = list(packages) + (read_requirements_file(requirements_file) if requirements_file else [])
-    options = PyPIOptions(
-        packages=requested,
-        pythons=list(pythons) or [host_python()],
-        platforms=list(platforms) or [host_platform()],
-        latest=latest,
-        sdists=sdists,
-    )
+    stray = _given_elsewhere(click.get_current_context(), kind, values)
+    if stray:
+        raise click.UsageError(f"{', '.join(stray)} is not an option of --kind {kind}")
+    setup = ecosystem(kind).configure({**values, "upstream": upstream})
     with app.db.transaction() as session:
-        created = add_channel(session, name, kind, upstream or host_pip_index_url(), options)
-        click.echo(
-            f"channel {created.name} ({kind}) from {created.upstream}: {len(requested)} requirement(s), "
-            f"python {', '.join(options.pythons)} on {', '.join(options.platforms)}"
-        )
+        created = add_channel(session, name, kind, setup)
+        click.echo(f"channel {created.name} ({kind}) from {created.upstream}: {setup.summary}")
 
 
 @channel.command("ls")
@@ -64,11 +96,11 @@ def channel_ls(app: AppContext) -> None:
     if not infos:
         click.echo("no channels; add one with `reservoir channel add`")
     for info in infos:
-        opts = info.options
         click.echo(f"{info.name}  {info.kind}  {info.upstream}")
-        click.echo(f"  packages: {' '.join(opts.get('packages', []))}")
-        click.echo(f"  targets: python {', '.join(opts.get('pythons', []))} on {', '.join(opts.get('platforms', []))}"
-                   f"; latest {opts.get('latest', 1)}; sdists {'on' if opts.get('sdists') else 'off'}")
+        found = find_ecosystem(info.kind)
+        lines = found.describe(info.upstream, info.options) if found else [f"options: {info.options}"]
+        for line in lines:
+            click.echo(f"  {line}")
         click.echo(f"  releases: {info.active_releases}; last sync: {info.last_sync}")
 
 

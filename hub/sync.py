@@ -18,17 +18,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from downloader.base import SelectedRelease, Selection, UpstreamFile
-from downloader.pypi.adapter import CachedMetadata, CachedPage, CachedRoot, Caches, PyPIAdapter, StoreOutcome
-from downloader.pypi.fetch import Fetcher, FetchPolicy
-from downloader.pypi.files import WHEEL
-from downloader.pypi.options import PyPIOptions
-from hub.cache import FileMetadata, UpstreamPage, UpstreamRoot
+from downloader.base import (
+    AdapterState,
+    ChannelSpec,
+    Ecosystem,
+    FetchPolicy,
+    SelectedRelease,
+    Selection,
+    StoreOutcome,
+    UpstreamFile,
+    ecosystem,
+)
+from hub.cache import load_state, save_state
 from hub.channels import get_channel
 from reservoir.blobs import BlobStore
 from reservoir.context import AppContext
@@ -73,33 +80,29 @@ class ChannelReport:
         return not self.failed
 
 
-@dataclass(frozen=True)
-class ChannelConfig:
-    id: int
-    name: str
-    upstream: str
-    options: PyPIOptions
+# The adapter's last cursor, kept per channel beside its caches (docs/catalog.md).
+CURSOR_KEY = "cursor"
+
+
+@dataclass
+class Caches:
+    """What earlier syncs of a channel learned: the ecosystem's own caches and the generic state."""
+
+    ecosystem: Any
+    state: AdapterState
 
 
 # ---------------------------------------------------------------- loading
 
 
-def load_channel(session: Session, name: str) -> ChannelConfig:
+def load_channel(session: Session, name: str) -> ChannelSpec:
     channel = get_channel(session, name)
-    return ChannelConfig(channel.id, channel.name, channel.upstream, PyPIOptions.from_json(channel.options))
+    return ChannelSpec(channel.id, channel.name, channel.kind, channel.upstream, dict(channel.options or {}))
 
 
-def load_caches(session: Session, channel_id: int) -> Caches:
-    caches = Caches()
-    for page in session.scalars(select(UpstreamPage).where(UpstreamPage.channel_id == channel_id)):
-        caches.pages[page.project] = CachedPage(page.etag, page.last_modified, page.digest, page.files,
-                                                page.serial, page.listed_serial)
-    root = session.get(UpstreamRoot, channel_id)
-    if root is not None:
-        caches.root = CachedRoot(root.etag, root.last_modified, root.options_digest, root.serial)
-    for row in session.scalars(select(FileMetadata)):
-        caches.metadata[row.file_sha256] = CachedMetadata(row.metadata_sha256, row.fields)
-    return caches
+def load_caches(session: Session, eco: Ecosystem, channel: ChannelSpec) -> Caches:
+    state = load_state(session, channel.id)
+    return Caches(eco.load_caches(session, channel, state), state)
 
 
 def held_releases(session: Session, channel_id: int) -> dict[str, Release]:
@@ -136,13 +139,12 @@ def held_files(session: Session, channel_id: int) -> dict[str, dict[str, HeldFil
     return out
 
 
-def artifact_complete(artifact: Artifact | HeldFile, blobs: BlobStore) -> bool:
-    """Stored, its blob present, and (for a wheel) its METADATA blob recorded."""
+def artifact_complete(artifact: Artifact | HeldFile, blobs: BlobStore, aux_roles: tuple[str, ...] = ()) -> bool:
+    """Stored, its blob present, and every derived blob the upstream file needs (a wheel's METADATA) recorded."""
     if artifact.state != ArtifactState.STORED or not blobs.has(artifact.sha256):
         return False
-    if artifact.meta.get("packagetype") == WHEEL:
-        return bool(artifact.meta.get("aux_blobs", {}).get("metadata"))
-    return True
+    recorded = (artifact.meta or {}).get("aux_blobs") or {}
+    return all(recorded.get(role) for role in aux_roles)
 
 
 def files_to_fetch(selection: Selection, held: dict[str, dict[str, HeldFile]], blobs: BlobStore) -> list[UpstreamFile]:
@@ -154,7 +156,8 @@ def files_to_fetch(selection: Selection, held: dict[str, dict[str, HeldFile]], b
         have = held.get(key, {})
         for file in release.files:
             artifact = have.get(file.filename)
-            if artifact is None or artifact.sha256 != file.sha256 or not artifact_complete(artifact, blobs):
+            if artifact is None or artifact.sha256 != file.sha256 or not artifact_complete(artifact, blobs,
+                                                                                            file.aux_roles):
                 todo.setdefault(file.sha256, file)
     return list(todo.values())
 
@@ -238,55 +241,17 @@ def _record_release(session: Session, channel_id: int, selected: SelectedRelease
     return release
 
 
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    """Slices small enough for an IN (...) on every database."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _save_caches(session: Session, eco: Ecosystem, channel: ChannelSpec, caches: Caches,
+                 selection: Selection) -> None:
+    eco.save_caches(session, channel, caches.ecosystem, caches.state)
+    if selection.cursor is not None:
+        caches.state.put(CURSOR_KEY, selection.cursor)
+    save_state(session, channel.id, caches.state)
 
 
-def _save_caches(session: Session, channel_id: int, caches: Caches) -> None:
-    """Write what changed in the caches; new rows in bulk (an initial sync adds thousands)."""
-    if caches.changed_pages:
-        changed_pages = sorted(caches.changed_pages)
-        rows: dict[str, UpstreamPage] = {}
-        for chunk in _chunks(changed_pages):
-            query = select(UpstreamPage).where(UpstreamPage.channel_id == channel_id, UpstreamPage.project.in_(chunk))
-            rows.update((p.project, p) for p in session.scalars(query))
-        fresh = []
-        for project in changed_pages:
-            entry = caches.pages[project]
-            values = {"etag": entry.etag, "last_modified": entry.last_modified, "digest": entry.digest,
-                      "files": entry.files, "serial": entry.serial, "listed_serial": entry.listed_serial}
-            row = rows.get(project)
-            if row is None:
-                fresh.append({"channel_id": channel_id, "project": project, "fetched_at": utcnow(), **values})
-            else:
-                for key, value in values.items():
-                    setattr(row, key, value)
-        if fresh:
-            session.execute(insert(UpstreamPage), fresh)
-    if caches.root_changed and caches.root is not None:
-        root = caches.root
-        session.merge(UpstreamRoot(channel_id=channel_id, etag=root.etag, last_modified=root.last_modified,
-                                   options_digest=root.options_digest, serial=root.serial, fetched_at=utcnow()))
-    changed = sorted(caches.changed_metadata)
-    if changed:
-        known = {sha for chunk in _chunks(changed)
-                 for sha in session.scalars(select(FileMetadata.file_sha256).where(FileMetadata.file_sha256.in_(chunk)))}
-        new_rows: list[dict[str, Any]] = [
-            {"file_sha256": sha, "metadata_sha256": caches.metadata[sha].metadata_sha256,
-             "fields": caches.metadata[sha].fields}
-            for sha in changed if sha not in known
-        ]
-        if new_rows:
-            session.execute(insert(FileMetadata), new_rows)
-        for sha in known:
-            cached = caches.metadata[sha]
-            session.merge(FileMetadata(file_sha256=sha, metadata_sha256=cached.metadata_sha256, fields=cached.fields))
-
-
-def record_sync(session: Session, config: ChannelConfig, selection: Selection, outcomes: dict[str, StoreOutcome],
-                caches: Caches, report: ChannelReport, started: float, blobs: BlobStore) -> None:
+def record_sync(session: Session, eco: Ecosystem, config: ChannelSpec, selection: Selection,
+                outcomes: dict[str, StoreOutcome], caches: Caches, report: ChannelReport, started: float,
+                blobs: BlobStore) -> None:
     """Write the whole outcome of a sync in the caller's one transaction."""
     held = held_releases(session, config.id)
     new_releases: list[Release] = []
@@ -304,7 +269,7 @@ def record_sync(session: Session, config: ChannelConfig, selection: Selection, o
         if key not in selection.releases and release.state == ReleaseState.ACTIVE:
             release.state = ReleaseState.REMOVED
             report.removed.append((release.display_name, release.version))
-    _save_caches(session, config.id, caches)
+    _save_caches(session, eco, config, caches, selection)
     session.add(Snapshot(channel_id=config.id, selection=selection.snapshot()))
     session.add(
         SyncRun(
@@ -327,20 +292,19 @@ def record_sync(session: Session, config: ChannelConfig, selection: Selection, o
 # ---------------------------------------------------------------- running
 
 
-async def _select_and_fetch(config: ChannelConfig, blobs: BlobStore, caches: Caches, policy: FetchPolicy,
-                            held: Callable[[], dict[str, dict[str, HeldFile]]], report: ChannelReport
-                            ) -> tuple[Selection, dict[str, StoreOutcome]]:
-    async with Fetcher(policy) as fetcher:
-        with Progress(f"{config.name}: reading upstream", unit="page") as pages:
-            adapter = PyPIAdapter(config.upstream, config.options, blobs, caches, fetcher, on_page=pages.update)
-            selection = await adapter.select()
+async def _select_and_fetch(eco: Ecosystem, config: ChannelSpec, blobs: BlobStore, caches: Caches,
+                            policy: FetchPolicy, scratch: Path, held: Callable[[], dict[str, dict[str, HeldFile]]],
+                            report: ChannelReport) -> tuple[Selection, dict[str, StoreOutcome]]:
+    async with eco.open(config, blobs, caches.ecosystem, policy, scratch) as adapter:
+        with Progress(f"{config.name}: reading upstream", unit=eco.progress_unit) as pages:
+            selection = await adapter.select(pages.update)
         todo = files_to_fetch(selection, held(), blobs)
         total = sum(f.size or 0 for f in todo)
         with Progress(f"{config.name}: fetching {len(todo)} files", total=total or None, unit="B",
                       unit_scale=True) as progress:
             outcomes = await adapter.store(todo, progress.update)
-        report.downloaded_files = fetcher.downloaded_files
-        report.downloaded_bytes = fetcher.downloaded_bytes
+        report.downloaded_files = adapter.downloaded_files
+        report.downloaded_bytes = adapter.downloaded_bytes
     return selection, {o.sha256: o for o in outcomes}
 
 
@@ -368,20 +332,22 @@ def _sync_channel(app: AppContext, name: str, policy: FetchPolicy | None) -> Cha
     app.blobs.clean_stale_temporaries()  # what writers killed long ago left behind
     with app.db.transaction() as session:
         config = load_channel(session, name)
-        caches = load_caches(session, config.id)
+        eco = ecosystem(config.kind)
+        caches = load_caches(session, eco, config)
     report = ChannelReport(config.name)
 
     def held() -> dict[str, dict[str, HeldFile]]:
         with app.db.transaction() as session:
             return held_files(session, config.id)
 
+    app.home.tmp_dir.mkdir(parents=True, exist_ok=True)
     selection, outcomes = asyncio.run(
-        _select_and_fetch(config, app.blobs, caches, policy or FetchPolicy(), held, report)
+        _select_and_fetch(eco, config, app.blobs, caches, policy or FetchPolicy(), app.home.tmp_dir, held, report)
     )
     report.warnings = selection.warnings
     report.selected = len(selection.releases)
     with app.db.write_transaction() as session:
-        record_sync(session, config, selection, outcomes, caches, report, started, app.blobs)
+        record_sync(session, eco, config, selection, outcomes, caches, report, started, app.blobs)
     run_vetters(app, config, report)
     report.seconds = time.monotonic() - started  # vetting included
     return report
@@ -395,7 +361,7 @@ def unvetted_release_ids(session: Session, channel_id: int) -> list[int]:
     return [release_id for release_id, meta in rows if not (meta or {}).get("vetting")]
 
 
-def run_vetters(app: AppContext, config: ChannelConfig, report: ChannelReport) -> None:
+def run_vetters(app: AppContext, config: ChannelSpec, report: ChannelReport) -> None:
     """Vet what this sync added, and whatever an earlier sync failed to get vetted.
 
     A vetter that fails leaves its releases without a verdict, so the next

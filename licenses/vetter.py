@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from downloader.base import Ecosystem, find_ecosystem
 from licenses.files import LicenseFile, license_files, write_for_scan
 from licenses.policy import Decision, Policy, load_policy
 from licenses.scan import ScanWorker, scan_files, scancode_version, worker_from_env
+from licenses.declared import Declared
 from licenses.verdict import Verdict, build_verdict, declaration, detected_expression, needs_scan
 from reservoir.blobs import BlobStore
 from reservoir.context import AppContext
@@ -46,17 +48,19 @@ class Vetting:
         return self._version
 
     def release_files(self, release: Release) -> list[LicenseFile]:
+        eco = _ecosystem_of(release)
         found: list[LicenseFile] = []
         for artifact in release.artifacts:
             if artifact.state is not ArtifactState.STORED or not self.blobs.has(artifact.sha256):
                 continue  # only files whose upstream hash was verified are vetted
             with self.blobs.open(artifact.sha256) as stream:
-                found.extend(license_files(artifact.filename, stream))
+                found.extend(eco.license_files(artifact.filename, stream) if eco else
+                             license_files(artifact.filename, stream))
         return found
 
     def verdict(self, session: Session, release: Release) -> Verdict:
         files = self.release_files(release)
-        declared = declaration(release.meta or {}, files)
+        declared = _declaration(release, files)
         to_scan = needs_scan(declared, files)
         results: dict[str, dict[str, Any]] = {}
         if to_scan:
@@ -65,6 +69,19 @@ class Vetting:
                 results = scan_files(session, self.worker, paths, self.scanner_version)
         detected, evidence = detected_expression(to_scan, results)
         return build_verdict(declared, detected, evidence)
+
+
+def _ecosystem_of(release: Release) -> Ecosystem | None:
+    """The release's ecosystem hooks (its archive format, its declared license); None: the generic readers."""
+    return find_ecosystem(release.channel.kind) if release.channel is not None else None
+
+
+def _declaration(release: Release, files: list[LicenseFile]) -> Declared | None:
+    eco = _ecosystem_of(release)
+    if eco is None:
+        return declaration(release.meta or {}, files)
+    found: Declared | None = eco.declaration(release.meta or {}, files)
+    return found
 
 
 def apply_verdict(release: Release, verdict: Verdict, policy: Policy) -> None:
@@ -114,7 +131,8 @@ def vet_releases(app: AppContext, release_ids: list[int], worker: ScanWorker) ->
 
 
 def load_releases(session: Session, ids: list[int]) -> list[Release]:
-    query = select(Release).where(Release.id.in_(ids)).options(selectinload(Release.artifacts)).order_by(Release.id)
+    query = (select(Release).where(Release.id.in_(ids))
+             .options(selectinload(Release.artifacts), selectinload(Release.channel)).order_by(Release.id))
     return list(session.scalars(query))
 
 

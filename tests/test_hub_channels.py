@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from downloader.pypi.targets import host_platform
-from hub.channels import host_pip_index_url
+from downloader.pypi.ecosystem import host_pip_index_url
 from reservoir.cli import cli
 from tests.support.pypi_index import write_index
 from tests.support.wheels import ProjectSpec, build_wheel

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from downloader.base import SelectedRelease, Selection, UpstreamFile
+from downloader.base import SelectedRelease, Selection, StoreOutcome, UpstreamFile
 from downloader.pypi.closure import Closure, gather_all
 from downloader.pypi.fetch import Fetcher, NotFound, Unreachable, is_file_url, upstream_root_exists
 from downloader.pypi.files import SDIST, WHEEL, Distribution
@@ -92,14 +92,6 @@ class Caches:
     def remember_metadata(self, file_sha256: str, entry: CachedMetadata) -> None:
         self.metadata[file_sha256] = entry
         self.changed_metadata.add(file_sha256)
-
-
-@dataclass
-class StoreOutcome:
-    filename: str
-    sha256: str
-    error: str = ""
-    aux_blobs: dict[str, str] = field(default_factory=dict)
 
 
 # Only the JSON root carries serials; an HTML root is still read (and ignored) if that is all there is.
@@ -186,6 +178,7 @@ class PyPIAdapter:
                 "yanked": file.yanked,
                 "upload_time": file.upload_time,
             },
+            aux_roles=("metadata",) if packagetype == WHEEL else (),
         )
 
     # ------------------------------------------------------------ pages

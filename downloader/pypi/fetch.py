@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
+from downloader.base import FetchPolicy
 from reservoir.blobs import BlobSink, BlobWriter
 from reservoir.errors import IntegrityError, ReservoirError
 
@@ -35,15 +36,6 @@ class Unreachable(ReservoirError):
 
 class NotFound(ReservoirError):
     pass
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    concurrency: int = 48
-    attempts: int = 4
-    backoff_s: float = 0.5
-    connect_timeout_s: float = 15.0
-    read_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
