@@ -112,12 +112,12 @@ def previous_snapshot(index: Path, out: Path) -> None:
 def child_baseline(index: Path) -> dict[str, object]:
     from debian import deb822
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     count = 0
     with index.open("rb") as stream:
         for _paragraph in deb822.Packages.iter_paragraphs(stream, use_apt_pkg=False):
             count += 1
-    return {"seconds": time.perf_counter() - started, "packages": count}
+    return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu, "packages": count}
 
 
 def child_ours(index: Path, previous_file: Path, suite: str, arch: str, packages: list[str]) -> dict[str, object]:
@@ -126,7 +126,7 @@ def child_ours(index: Path, previous_file: Path, suite: str, arch: str, packages
     from downloader.apt.packages import parse_packages
 
     previous = {tuple(k): v for k, v in json.loads(previous_file.read_text())}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     records = parse_packages(index.read_bytes(), "Packages", suite, "main")
     parsed = time.perf_counter()
     delta = diff(previous, reflist(records))  # type: ignore[arg-type]
@@ -134,7 +134,7 @@ def child_ours(index: Path, previous_file: Path, suite: str, arch: str, packages
     universe = Universe.build([records], arch, f"{suite} main")
     result = resolve(universe, ClosureOptions(tuple(packages)))
     done = time.perf_counter()
-    return {"seconds": done - started, "parse": parsed - started, "diff": diffed - parsed, "closure": done - diffed,
+    return {"seconds": done - started, "cpu": time.process_time() - cpu, "parse": parsed - started, "diff": diffed - parsed, "closure": done - diffed,
             "packages": len(records), "chosen": len(result.chosen), "warnings": len(result.warnings),
             "delta": [len(delta.added), len(delta.removed), len(delta.changed)]}
 
@@ -172,6 +172,7 @@ def main() -> None:
     print(f"index: {origin} ({index.stat().st_size / 1e6:.1f} MB decompressed), arch {args.arch}")
     print(f"closure of: {' '.join(args.packages)} (+ Essential)")
     baseline: list[float] = []
+    baseline_cpu: list[float] = []
     ours: list[dict[str, object]] = []
     rss_baseline: list[float] = []
     rss_ours: list[float] = []
@@ -179,20 +180,26 @@ def main() -> None:
         b, b_rss = run_child(["--child", "baseline", str(index)])
         o, o_rss = run_child(["--child", "ours", str(index), str(previous), suite, *args.packages])
         baseline.append(float(b["seconds"]))  # type: ignore[arg-type]
+        baseline_cpu.append(float(b["cpu"]))  # type: ignore[arg-type]
         ours.append(o)
         rss_baseline.append(b_rss)
         rss_ours.append(o_rss)
-        print(f"run {run + 1}: python-debian parse {b['seconds']:.2f} s ({b['packages']} paragraphs, "
-              f"{b_rss:.0f} MiB); ours {o['seconds']:.2f} s = parse {o['parse']:.2f} + diff {o['diff']:.2f} "
+        print(f"run {run + 1}: python-debian parse {b['seconds']:.2f} s (cpu {b['cpu']:.2f}; {b['packages']} paragraphs, "
+              f"{b_rss:.0f} MiB); ours {o['seconds']:.2f} s (cpu {o['cpu']:.2f}) = parse {o['parse']:.2f} + diff {o['diff']:.2f} "
               f"+ closure {o['closure']:.2f} ({o['packages']} packages, {o['chosen']} chosen, "
               f"{o['warnings']} warnings, delta +{o['delta'][0]} -{o['delta'][1]} ~{o['delta'][2]}; "  # type: ignore[index]
               f"{o_rss:.0f} MiB)")
     b_med = statistics.median(baseline)
     o_med = statistics.median(float(o["seconds"]) for o in ours)  # type: ignore[arg-type]
+    b_cpu = statistics.median(baseline_cpu)
+    o_cpu = statistics.median(float(o["cpu"]) for o in ours)  # type: ignore[arg-type]
     print(f"median: python-debian parse alone {b_med:.2f} s, our parse + diff + closure {o_med:.2f} s: "
           f"{b_med / o_med:.1f}x faster (goal: 4x); peak RSS ours {max(rss_ours):.0f} MiB (goal: < 1024), "
           f"python-debian {max(rss_baseline):.0f} MiB")
-    print(f"measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"median CPU seconds (less sensitive to other load on the machine): python-debian {b_cpu:.2f}, "
+          f"ours {o_cpu:.2f}: {b_cpu / o_cpu:.1f}x")
+    print(f"measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
