@@ -78,6 +78,9 @@ class Leaf:
     pages: Mapping[str, bytes]  # file name in that folder -> content (compressed twins included)
     files: Mapping[str, str]  # tree-relative path of each package file the pages link to -> blob sha256
     summary: str  # what the aggregates need of this leaf (PyPI: the display name), kept beside it
+    # Name inside the leaf -> a tree-relative folder outside every leaf that the name links to
+    # (APT's `by-hash`, which must outlive the generation that wrote it).
+    links: Mapping[str, str] = field(default_factory=dict)
 
 
 class Publisher(Protocol):
@@ -85,6 +88,8 @@ class Publisher(Protocol):
 
     The orchestration calls, in this order, on a publish:
 
+    - ``bind(app)``, only if the publisher has it: the site's context, for a
+      publisher that needs more than the catalog (APT signs with the site's key).
     - ``pages_for(release)`` at import time, for every release added, changed or
       removed: the keys of the leaves the release appears on. A key is a folder
       of the served tree ("simple/numpy"; for APT a `binary-<arch>` folder of a
@@ -153,6 +158,9 @@ def publish_changes(app: AppContext, dirty: Mapping[str, Collection[str] | None]
             if publisher.kind not in dirty:
                 continue
             keys = dirty[publisher.kind]
+            bind = getattr(publisher, "bind", None)
+            if bind is not None:
+                bind(app)  # a publisher that signs finds the site's key through the home
             results.append(publish_kind(tree_root(app, publisher.kind), publisher, session, app.blobs, keys))
     return results
 
@@ -286,7 +294,7 @@ def _write_leaves(root: Path, store: ObjectStore, blobs: BlobStore, leaves: list
             dest = safe_join(root, relative)
             if not dest.is_file():
                 blobs.link_into(sha, dest)
-        return NodeEntry(store.write_page(leaf.key, leaf.pages), leaf.summary, dict(leaf.files))
+        return NodeEntry(store.write_page(leaf.key, leaf.pages, leaf.links), leaf.summary, dict(leaf.files))
 
     # A leaf costs a dozen file-system calls and little Python: threads overlap their waiting,
     # and list() re-raises the first failure.

@@ -132,16 +132,37 @@ class ObjectStore:
                 raise
         return ident
 
-    def write_page(self, key: str, pages: Mapping[str, bytes]) -> str:
+    def write_page(self, key: str, pages: Mapping[str, bytes], links: Mapping[str, str] | None = None) -> str:
+        """A leaf's page object; `links` (name -> tree-relative folder) are symbolic links out of it.
+
+        A name is a file name, or relative names below the leaf (`binary-amd64/Packages`) where
+        the ecosystem's clients ask for its pages in subfolders; no part starts with a dot.
+        """
+        links = links or {}
         names = sorted(pages)
-        for name in names:
-            if "/" in name or name.startswith(".") or not name:
+        for name in [*names, *links]:
+            if not name or any(not part or part.startswith(".") for part in name.split("/")):
                 raise UnsafePath(f"refusing to publish page {name[:80]!r} of {key[:80]!r}: not a plain file name")
-        ident = "p" + _digest([key.encode(), *(part for name in names for part in (name.encode(), pages[name]))])
+        for target in links.values():
+            top_folder(target)
+            safe_join(self.root, target)
+        ident = "p" + _digest([
+            key.encode(),
+            *(part for name in names for part in (name.encode(), pages[name])),
+            *(part for name in sorted(links) for part in (b"link:" + name.encode(), links[name].encode())),
+        ])
 
         def fill(tmp: Path) -> None:
             for name in names:
-                safe_join(tmp, name).write_bytes(pages[name])
+                path = safe_join(tmp, name)
+                if "/" in name:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(pages[name])
+            for name in sorted(links):
+                path = safe_join(tmp, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # From .objects/<page>/<name> back up to the tree's root.
+                os.symlink("../" * (name.count("/") + 2) + links[name], path)
 
         return self._install(ident, fill)
 
