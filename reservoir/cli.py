@@ -69,6 +69,12 @@ def init(app: AppContext, role: str) -> None:
     if role == "hub":
         key = create_signing_key(home.keys_dir)
         click.echo(f"hub key {key.fingerprint[:16]} written to {home.keys_dir}")
+    from reservoir.plugins import init_hooks
+
+    for hook in init_hooks():
+        said = hook(home, role)
+        if said:
+            click.echo(said)
     click.echo(f"initialised {role} home at {home.root}")
 
 

@@ -15,6 +15,8 @@ instead each component declares in pyproject.toml:
   verdict in ``Release.meta["vetting"]``, which travels in bundles;
 - ``reservoir.web``: a callable ``register(app: aiohttp.web.Application,
   state) -> None`` that adds a component's routes to the site's server.
+- ``reservoir.init``: a callable ``hook(home: Home, role: str) -> str | None``
+  that `init` runs on a new home (a site's OpenPGP key); it returns a line to print.
 """
 
 from __future__ import annotations
@@ -54,3 +56,7 @@ def vetters() -> list[Callable[..., None]]:
 
 def web_registrars() -> list[Callable[..., None]]:
     return [ep.load() for ep in _group("reservoir.web")]
+
+
+def init_hooks() -> list[Callable[..., str | None]]:
+    return [ep.load() for ep in _group("reservoir.init")]

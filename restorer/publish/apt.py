@@ -1,0 +1,500 @@
+"""The site's APT trees: one signed repository per APT channel, under `/apt/<channel>/`.
+
+What clients see (``trees/apt/<channel>/``)::
+
+    dists/<suite>/InRelease, Release, Release.gpg       the aggregates, signed with the site's key
+    dists/<suite>/<component>/binary-<arch>/Packages{,.gz,.xz}
+    dists/<suite>/<component>/binary-<arch>/by-hash -> ../../../../by-hash
+    by-hash/SHA256/<sha256>                              every index any kept generation listed
+    pool/<component>/<prefix>/<source>/<sha256>/<file>.deb   hard links to the blobs
+    key.gpg                                              the site's public key, for signed-by=
+
+A leaf is one (channel, suite, component) folder: its `binary-<arch>`
+Packages files (a channel has one architecture; `Architecture: all`
+packages are listed in it, as Debian does). The suite names and the
+components are the upstream's, so a client's `sources.list` line needs only
+its URL changed. The aggregates (Release per suite) are made from the
+leaves' cached digests, as reprepro's targets do: a publish renders only
+the components a change touched.
+
+The Release lists exactly the files that exist: no `Translation-*`,
+`Contents-*`, `dep11` or `i18n/Index`, which apt then never asks for (apt
+fetches an optional index only when the Release names it).
+
+`by-hash` is shared by all generations and each index stays there until the
+generation that listed it is pruned, so an `apt-get update` that read the
+InRelease before a swap still finds the indices it names.
+
+Channel options read here (the hub's channel options, from the bundle):
+`arch` (default amd64), `keep` (newest versions served per package and
+suite, 0 for all), `hold_uninstallable` (a package whose dependencies the
+published set cannot satisfy is held back instead of only reported),
+`valid_days` (a `Valid-Until` so many days ahead; off by default),
+`origin` and `label` (the Release's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from functools import cmp_to_key
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from debian.debian_support import version_compare
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from reservoir.blobs import BlobStore
+from reservoir.errors import ReservoirError
+from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState
+from restorer.gpgkey import SiteKey, site_key
+from restorer.publish import Leaf, ReleaseRef
+from restorer.publish.apt_index import ChunkCache, digests, render_index
+from restorer.publish.layout import generations, read_state, ObjectStore
+from restorer.publish.tree import live_generation, safe_join
+
+log = logging.getLogger(__name__)
+
+KIND = "apt"
+DISTS = "dists"
+BY_HASH = "by-hash"
+INSTALLABILITY_GROUP = "reservoir.installability"
+QUERY_CHUNK = 500
+CHUNK_CACHE = ".apt-chunks"  # beside the generations; a dot name no channel can take
+# Fields a stanza gets from the site, not the upstream: where the file is and what it hashes to here.
+_SITE_FIELDS = frozenset({"filename", "size", "md5sum", "sha1", "sha256", "sha512"})
+
+Checker = Callable[..., dict[tuple[str, str, str], str]]
+
+
+class AptPublishError(ReservoirError):
+    """An APT tree cannot be published as the catalog stands."""
+
+
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """What a channel's options say about its published repository."""
+
+    arch: str = "amd64"
+    keep: int = 0
+    hold_uninstallable: bool = False
+    valid_days: int = 0
+    origin: str = "Reservoir"
+    label: str = ""
+
+    @staticmethod
+    def from_options(name: str, options: Mapping[str, Any] | None) -> ChannelPolicy:
+        options = options or {}
+
+        def number(key: str) -> int:
+            value = options.get(key, 0) or 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise AptPublishError(f"channel {name}: option {key} must be a whole number >= 0, not {value!r}",
+                                      hint="fix the channel on the hub and send a new bundle")
+            return value
+
+        def word(key: str, default: str) -> str:
+            value = options.get(key) or default
+            if not isinstance(value, str) or "\n" in value or len(value) > 128:
+                raise AptPublishError(f"channel {name}: option {key} must be one line of text")
+            return value
+
+        return ChannelPolicy(word("arch", "amd64"), number("keep"), bool(options.get("hold_uninstallable")),
+                             number("valid_days"), word("origin", "Reservoir"), word("label", name))
+
+
+@dataclass(frozen=True)
+class Package:
+    """One `.deb` the catalog publishes in an APT channel."""
+
+    name: str
+    version: str
+    arch: str
+    suite: str
+    component: str
+    source: str
+    control: str
+    filename: str
+    sha256: str
+    size: int
+    meta: Mapping[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.name, self.version, self.arch)
+
+    @property
+    def pool_path(self) -> str:
+        """Debian's pool layout, one folder per content: a path never names two contents, even across publishes."""
+        prefix = self.source[:4] if self.source.startswith("lib") and len(self.source) > 3 else self.source[0]
+        return f"pool/{self.component}/{prefix}/{self.source}/{self.sha256}/{self.filename}"
+
+
+def leaf_key(channel: str, suite: str, component: str) -> str:
+    return f"{channel}/{DISTS}/{suite}/{component}"
+
+
+def _field_name(line: str) -> str | None:
+    head, colon, _ = line.partition(":")
+    if not colon or not head or any(not ("!" <= ch <= "~") for ch in head):
+        return None
+    return head
+
+
+def site_stanza(package: Package, channel: str) -> bytes:
+    """The upstream's stanza with the site's Filename, Size and SHA256; refuses one that is not one stanza of this package."""
+    lines = package.control.rstrip("\n").split("\n")
+    kept: list[str] = []
+    seen: dict[str, str] = {}
+    dropping = False
+    for number, line in enumerate(lines, 1):
+        if line[:1] in (" ", "\t"):
+            if number == 1:
+                raise AptPublishError(f"{channel}: {package.name} {package.version}: its stanza starts with a folded line")
+            if not dropping:
+                kept.append(line)
+            continue
+        name = _field_name(line)
+        if name is None or "\r" in line:
+            raise AptPublishError(f"{channel}: {package.name} {package.version}: stanza line {number} is no field "
+                                  f"({line[:40]!r})")
+        seen.setdefault(name.lower(), line.partition(":")[2].strip())
+        dropping = name.lower() in _SITE_FIELDS
+        if not dropping:
+            kept.append(line)
+    for field_name, wanted in (("package", package.name), ("version", package.version),
+                               ("architecture", package.arch)):
+        if seen.get(field_name) != wanted:
+            raise AptPublishError(f"{channel}: {package.name} {package.version}: its stanza says "
+                                  f"{field_name.title()} {seen.get(field_name)!r}, not {wanted!r}")
+    if not lines[0].startswith("Package:"):
+        raise AptPublishError(f"{channel}: {package.name} {package.version}: its stanza does not start with Package")
+    kept += [f"Filename: {package.pool_path}", f"Size: {package.size}", f"SHA256: {package.sha256}"]
+    return ("\n".join(kept) + "\n\n").encode()
+
+
+def _version_order(a: Package, b: Package) -> int:
+    return version_compare(a.version, b.version)
+
+
+def keep_newest(packages: Iterable[Package], keep: int) -> list[Package]:
+    """Per suite, component, name and architecture, the `keep` newest versions (all when 0)."""
+    groups: dict[tuple[str, str, str, str], list[Package]] = defaultdict(list)
+    for package in packages:
+        groups[(package.suite, package.component, package.name, package.arch)].append(package)
+    out = []
+    for group in groups.values():
+        group.sort(key=cmp_to_key(_version_order), reverse=True)
+        out += group[:keep] if keep else group
+    return out
+
+
+def installability_checker() -> Checker | None:
+    """The APT relation rules, from the ecosystem's plug-in (`reservoir.installability`), so the site imports no adapter."""
+    for ep in entry_points(group=INSTALLABILITY_GROUP):
+        if ep.name == KIND:
+            return ep.load()
+    return None
+
+
+def _packages(session: Session, channel: Channel) -> tuple[list[Package], list[str]]:
+    """Every `.deb` the catalog serves in `channel`, and what is wrong with the records it cannot."""
+    out: list[Package] = []
+    problems: list[str] = []
+    query = (
+        select(Release)
+        .where(Release.channel_id == channel.id, Release.state == ReleaseState.ACTIVE, Release.gate == Gate.ALLOWED)
+        .options(selectinload(Release.artifacts))
+        .order_by(Release.id)
+    )
+    for release in session.scalars(query):
+        meta = release.meta or {}
+        debs = [a for a in release.artifacts if a.state == ArtifactState.STORED and a.filename.endswith(".deb")]
+        if not debs:
+            continue
+        artifact = debs[0]
+        try:
+            package = Package(
+                name=release.name, version=release.version, arch=str(meta["architecture"]), suite=str(meta["suite"]),
+                component=str(meta["component"]), source=str(meta.get("source") or release.name),
+                control=str(meta["control"]), filename=artifact.filename, sha256=artifact.sha256,
+                size=int(artifact.size or 0), meta=meta,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{channel.name}: {release.name} {release.version}: no {exc} in its record")
+            continue
+        out.append(package)
+    return out, problems
+
+
+@dataclass
+class AptPublisher:
+    """The APT trees of a site (see the module docstring); a leaf is one component of one suite of one channel."""
+
+    kind: str = KIND
+    root: Path | None = None  # trees/apt, once bound
+    keys_dir: Path | None = None
+    cache: ChunkCache = field(default_factory=ChunkCache)
+    report: list[str] = field(default_factory=list)  # what this publish found uninstallable or unusable
+    held: list[str] = field(default_factory=list)
+    _key: SiteKey | None = field(default=None, repr=False)
+    _full: bool = False
+
+    def bind(self, app: Any) -> None:
+        self.root = app.home.trees_dir / KIND
+        self.keys_dir = app.home.keys_dir
+        self.cache = ChunkCache(self.root / CHUNK_CACHE)
+
+    # -- leaves
+
+    def pages_for(self, release: ReleaseRef) -> Iterable[str]:
+        suite, component = release.meta.get("suite"), release.meta.get("component")
+        if not isinstance(suite, str) or not isinstance(component, str):
+            return ()
+        return (leaf_key(release.channel, suite, component),)
+
+    def leaf_keys(self, session: Session) -> Iterable[str]:
+        self._full = True
+        keys: set[str] = set()
+        rows = session.execute(
+            select(Channel.name, Release.meta["suite"].as_string(), Release.meta["component"].as_string())
+            .join(Channel)
+            .where(Channel.kind == KIND, Release.state == ReleaseState.ACTIVE, Release.gate == Gate.ALLOWED)
+            .distinct()
+        )
+        for channel, suite, component in rows:
+            if suite and component:
+                keys.add(leaf_key(channel, suite, component))
+        return keys
+
+    def render_leaves(self, session: Session, blobs: BlobStore, keys: Sequence[str]) -> Iterable[Leaf]:
+        by_channel: dict[str, set[str]] = defaultdict(set)
+        for key in keys:
+            by_channel[key.split("/", 1)[0]].add(key)
+        leaves: list[Leaf] = []
+        for name in sorted(by_channel):
+            channel = session.scalars(select(Channel).where(Channel.name == name, Channel.kind == KIND)).one_or_none()
+            if channel is None:
+                continue  # gone: its leaves are removed
+            leaves += self._channel_leaves(session, blobs, channel, by_channel[name])
+        return leaves
+
+    def _channel_leaves(self, session: Session, blobs: BlobStore, channel: Channel, keys: set[str]) -> list[Leaf]:
+        policy = ChannelPolicy.from_options(channel.name, channel.options)
+        packages, problems = _packages(session, channel)
+        served: list[Package] = []
+        for package in packages:
+            if package.arch not in (policy.arch, "all"):
+                continue
+            try:
+                site_stanza(package, channel.name)
+            except AptPublishError as exc:
+                problems.append(exc.message)
+                continue
+            served.append(package)
+        served = keep_newest(served, policy.keep)
+        wanted = [p for p in served if leaf_key(channel.name, p.suite, p.component) in keys]
+        unfit = self._check(channel.name, policy, served, wanted)
+        for key, why in sorted(unfit.items()):
+            if policy.hold_uninstallable:
+                self.held.append(f"{channel.name}: {why}")
+                log.warning("apt %s: held back, apt could not install it from this site: %s", channel.name, why)
+            else:
+                log.warning("apt %s: served, but apt could not install it from this site: %s "
+                            "(hold_uninstallable holds such packages back)", channel.name, why)
+        self.report += problems + [f"{channel.name}: {why}" for why in unfit.values()]
+        for problem in problems:
+            log.warning("apt: not served: %s", problem)
+        if policy.hold_uninstallable:
+            wanted = [p for p in wanted if p.key not in unfit]
+        by_leaf: dict[str, list[Package]] = defaultdict(list)
+        for package in wanted:
+            by_leaf[leaf_key(channel.name, package.suite, package.component)].append(package)
+        return [self._leaf(channel.name, policy, key, group, blobs) for key, group in sorted(by_leaf.items())]
+
+    def _check(self, channel: str, policy: ChannelPolicy, served: list[Package],
+               wanted: list[Package]) -> dict[tuple[str, str, str], str]:
+        checker = installability_checker()
+        if checker is None:
+            log.warning("apt %s: no installability check installed (entry point %s apt); published unchecked",
+                        channel, INSTALLABILITY_GROUP)
+            return {}
+        return checker([(p.name, p.version, p.meta) for p in served], policy.arch, f"the site's {channel}",
+                       check=[p.key for p in wanted], hold=policy.hold_uninstallable)
+
+    def _leaf(self, channel: str, policy: ChannelPolicy, key: str, packages: list[Package], blobs: BlobStore) -> Leaf:
+        packages.sort(key=lambda p: (p.name, p.version, p.arch))
+        stanzas = [(p.name, site_stanza(p, channel)) for p in packages]
+        index = render_index(stanzas, self.cache)
+        folder = f"binary-{policy.arch}"
+        pages = {f"{folder}/Packages": index.plain, f"{folder}/Packages.gz": index.gz,
+                 f"{folder}/Packages.xz": index.xz}
+        files = {f"{channel}/{p.pool_path}": p.sha256 for p in packages}
+        listed: dict[str, list[object]] = {}
+        for name, content in pages.items():
+            digest = digests(content)
+            listed[name] = digest.to_json()
+            files[self._by_hash(channel, digest.sha256, content, blobs)] = digest.sha256
+        first = packages[0]
+        summary = {"s": first.suite, "c": first.component, "a": [policy.arch], "f": listed,
+                   "o": policy.origin, "l": policy.label, "v": policy.valid_days}
+        return Leaf(key=key, pages=pages, files=files, summary=json.dumps(summary, sort_keys=True),
+                    links={f"{folder}/{BY_HASH}": f"{channel}/{BY_HASH}"})
+
+    def _by_hash(self, channel: str, sha256: str, content: bytes, blobs: BlobStore) -> str:
+        """`<channel>/by-hash/SHA256/<sha256>`, written now (the orchestration links only blobs it lacks)."""
+        relative = f"{channel}/{BY_HASH}/SHA256/{sha256}"
+        if self.root is None:
+            blobs.put_bytes(content)  # not bound (a bare publish_kind): let the orchestration link it from the store
+            return relative
+        path = safe_join(self.root, relative)
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+            tmp.write_bytes(content)
+            os.replace(tmp, path)
+        return relative
+
+    # -- aggregates
+
+    def _site_key(self) -> SiteKey:
+        if self._key is None:
+            if self.keys_dir is None:
+                raise AptPublishError("the APT publisher was not given the site's home, so it cannot sign",
+                                      hint="publish through `reservoir publish` or an import")
+            self._key = site_key(self.keys_dir)
+        return self._key
+
+    def render_aggregates(self, summaries: Mapping[str, str]) -> Mapping[str, bytes]:
+        suites: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for key, raw in summaries.items():
+            summary = json.loads(raw)
+            suites[(key.split("/", 1)[0], summary["s"])].append(summary)
+        out: dict[str, bytes] = {}
+        if not suites:
+            return out
+        key = self._site_key()
+        now = datetime.now(timezone.utc)
+        for (channel, suite), leaves in sorted(suites.items()):
+            text = release_text(suite, leaves, now).encode()
+            base = f"{channel}/{DISTS}/{suite}"
+            out[f"{base}/Release"] = text
+            out[f"{base}/InRelease"] = key.clearsign(text)
+            out[f"{base}/Release.gpg"] = key.detach_sign(text)
+        public = key.public_binary()
+        for channel in sorted({channel for channel, _ in suites}):
+            out[f"{channel}/key.gpg"] = public
+        if self._full:
+            self.cache.sweep()
+        return out
+
+    # -- collection
+
+    def files_in_use(self, session: Session, files: Mapping[str, str]) -> set[str]:
+        used: set[str] = set()
+        pool: dict[tuple[str, str], list[str]] = defaultdict(list)
+        hashed = []
+        for path in files:
+            parts = path.split("/")
+            if len(parts) > 2 and parts[1] == "pool":
+                pool[(parts[0], parts[-2])].append(path)
+            elif len(parts) == 4 and parts[1] == BY_HASH:
+                hashed.append(path)
+        live_files = self._live_files() if hashed else None
+        for path in hashed:
+            if live_files is None or path in live_files:
+                used.add(path)
+        shas = sorted({sha for _, sha in pool})
+        for i in range(0, len(shas), QUERY_CHUNK):
+            rows = session.execute(
+                select(Channel.name, Artifact.sha256)
+                .select_from(Artifact)
+                .join(Release)
+                .join(Channel)
+                .where(
+                    Artifact.sha256.in_(shas[i : i + QUERY_CHUNK]),
+                    Artifact.state == ArtifactState.STORED,
+                    Channel.kind == KIND,
+                    Release.state == ReleaseState.ACTIVE,
+                    Release.gate == Gate.ALLOWED,
+                )
+            )
+            for channel, sha in rows:
+                used.update(pool.get((channel, sha), ()))
+        return used
+
+    def _live_files(self) -> set[str] | None:
+        """Every file a surviving generation's leaves name (None when unknown: keep everything)."""
+        if self.root is None:
+            return None
+        store = ObjectStore(self.root)
+        named: set[str] = set()
+        for generation in generations(self.root).values():
+            state = read_state(generation)
+            if state is None:
+                continue
+            for node in state.shards.values():
+                try:
+                    entries = store.node_entries(node)
+                except FileNotFoundError:
+                    continue
+                for entry in entries.values():
+                    named.update(entry.files)
+        return named
+
+
+def release_text(suite: str, leaves: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    """A suite's Release: the fields apt reads, and every index file with its MD5 and SHA256."""
+    first = leaves[0]
+    components = sorted({leaf["c"] for leaf in leaves})
+    archs = sorted({arch for leaf in leaves for arch in leaf["a"]})
+    files: dict[str, list[Any]] = {}
+    for leaf in leaves:
+        for name, digest in leaf["f"].items():
+            files[f"{leaf['c']}/{name}"] = digest
+    lines = [
+        f"Origin: {first['o']}",
+        f"Label: {first['l']}",
+        f"Suite: {suite}",
+        f"Codename: {suite}",
+        f"Date: {format_datetime(now.replace(microsecond=0), usegmt=False).replace('+0000', 'UTC')}",
+    ]
+    valid_days = max(int(leaf.get("v") or 0) for leaf in leaves)
+    if valid_days:
+        until = (now + timedelta(days=valid_days)).replace(microsecond=0)
+        lines.append(f"Valid-Until: {format_datetime(until).replace('+0000', 'UTC')}")
+    lines += [
+        f"Architectures: {' '.join(archs)}",
+        f"Components: {' '.join(components)}",
+        f"Description: {first['l']} {suite}, published by Reservoir",
+        "Acquire-By-Hash: yes",
+        "No-Support-for-Architecture-all: Packages",
+        "Changelogs: no",
+        "MD5Sum:",
+        *(f" {files[name][1]} {files[name][0]:>16} {name}" for name in sorted(files)),
+        "SHA256:",
+        *(f" {files[name][2]} {files[name][0]:>16} {name}" for name in sorted(files)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def live_suites(root: Path, channel: str) -> list[str]:
+    """The suites the live tree publishes for `channel` (what `apt sources` prints)."""
+    generation = live_generation(root)
+    if generation is None:
+        return []
+    state = read_state(generation)
+    if state is None:
+        return []
+    prefix = f"{channel}/{DISTS}/"
+    return sorted(path[len(prefix) : -len("/InRelease")] for path in state.aggregates
+                  if path.startswith(prefix) and path.endswith("/InRelease"))
