@@ -19,9 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sessions.placement.base import ClusterState, Placement, pick_lowest, place_on_node
+from sessions.placement.base import ClusterState, Placement, place_on_node
 from sessions.placement.bestfit import leftover
 from sessions.resources import MILLI_PER_GPU, Request
+
+
+# The authors' run scripts (scripts/generate_config_and_run.py, --pod-popularity-threshold 95).
+SIMULATOR_COVERAGE = 0.95
 
 
 @dataclass(frozen=True)
@@ -42,9 +46,7 @@ class TaskMix:
         A class is (CPU, GPU milli per GPU, GPUs, models), CPU-only tasks included, memory not
         part of it, each task counted once, as in the simulator. Equal counts are ordered as it
         sorts them (larger CPU, then larger GPU milli, GPUs and model string first). The authors'
-        scripts configure a 95 % popularity cut; on the default trace that cut replays at 89.5 %
-        against the published 95.23 %, every class at 95.1 %, so every class is the default
-        (docs/scheduler.md, "FGD against the simulator").
+        scripts cut at 95 % (SIMULATOR_COVERAGE), which `fgd` uses.
         """
         classes = Counter(
             (t.cpu_milli, t.gpu_milli if t.is_sharing else (MILLI_PER_GPU if t.num_gpu else 0), t.num_gpu, t.gpu_models)
@@ -55,7 +57,9 @@ class TaskMix:
         ranked = sorted(classes.items(), key=lambda kc: (kc[1], kc[0][0], kc[0][1], kc[0][2], "|".join(kc[0][3])), reverse=True)
         total = sum(classes.values())
         kept = covered = 0
-        while covered < coverage * total and kept < len(ranked):
+        # As GetTypicalPods computes it: threshold percent * total / 100.
+        expected = coverage * 100 * total / 100.0
+        while covered < expected and kept < len(ranked):
             kept = min(kept + step, len(ranked))
             covered = sum(count for _, count in ranked[:kept])
         chosen = ranked[:kept]
@@ -100,12 +104,25 @@ def expected_frag(
     return (per_class * mix.weight).sum(axis=-1)
 
 
-def pick_share(scores: np.ndarray, rows: np.ndarray, gpus: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
-    """(node, GPU) as the simulator picks them: a node's score is its best GPU's; Kubernetes draws a
-    node uniformly among the best-scoring ones; on it, the lowest GPU index with that score wins."""
+def pick_ranked(scores: np.ndarray, rows: np.ndarray, rank: np.ndarray) -> int:
+    """Index into `scores` of the best (lowest) score; among equal scores the node of lowest rank.
+
+    The simulator's Kubernetes fork (github.com/mental2008/kubernetes v1.20.5-minor,
+    pkg/scheduler/core/generic_scheduler.go, selectHost) keeps the lexicographically smallest node
+    name among the best scores instead of drawing one, and the simulator names nodes
+    "%04d-" + name with a seeded permutation (pkg/simulator/simulator.go, syncClusterResourceList):
+    ties go to the nodes of one fixed random order for the whole replay.
+    """
+    best = np.flatnonzero(scores <= scores.min() + 1e-9)
+    return int(best[np.argmin(rank[rows[best]])]) if len(best) > 1 else int(best[0])
+
+
+def pick_share(scores: np.ndarray, rows: np.ndarray, gpus: np.ndarray, rank: np.ndarray) -> tuple[int, int]:
+    """(node, GPU) as the simulator picks them: a node's score is its best GPU's; among the
+    best-scoring nodes the one of lowest rank (see pick_ranked); on it, the lowest GPU index with
+    that score (allocateGpuIdBasedOnFGDScore keeps the first GPU on a strict `>`)."""
     best = scores <= scores.min() + 1e-9
-    nodes = np.unique(rows[best])
-    node = int(nodes[0] if len(nodes) == 1 else rng.choice(nodes))
+    node = int(rows[pick_ranked(scores, rows, rank)])
     return node, int(gpus[best & (rows == node)].min())
 
 
@@ -114,13 +131,21 @@ class FGD:
     mix: TaskMix
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
     name: str = "fgd"
-    # Score like the published simulator: int(100 * sigmoid(-delta / 1000)), ties at random.
+    # Score like the published simulator: int(100 * sigmoid(-delta / 1000)); ties to the node of
+    # lowest rank in a fixed random order (pick_ranked).
     quantized: bool = False
     # Among placements of equal (quantized) score, prefer the node BestFit would ("fgd+"): 0 = off,
     # 1 = least left over, -1 = most left over.
     tie_break: int = 0
     scale: float = 1000.0  # milli-GPU of fragmentation change per step of the sigmoid
     _cache: FragmentCache | None = field(default=None, init=False)
+    _rank: np.ndarray | None = field(default=None, init=False)
+
+    def _ranks(self, state: ClusterState) -> np.ndarray:
+        """Each node's place in the fixed tie-breaking order, drawn once per cluster."""
+        if self._rank is None or len(self._rank) != len(state.nodes):
+            self._rank = self.rng.permutation(len(state.nodes))
+        return self._rank
 
     def _model_ok(self, state: ClusterState) -> np.ndarray:
         return np.stack([state.model_mask(models) for models in self.mix.models], axis=1)
@@ -147,7 +172,7 @@ class FGD:
         # and leaves the milli on too-small GPUs as it was.
         fits = cache.fits[nodes] - task.num_gpu
         after = expected_frag(self.mix, fits, cache.small[nodes], total, cpu, mem, cache.model_ok[nodes])
-        best = pick_lowest(self._score(after - cache.frag[nodes], state, task, nodes), self.rng)
+        best = pick_ranked(self._score(after - cache.frag[nodes], state, task, nodes), nodes, self._ranks(state))
         return place_on_node(state, task, int(nodes[best]))
 
     def _choose_share(self, state: ClusterState, task: Request, nodes: np.ndarray, cache: FragmentCache) -> Placement:
@@ -167,7 +192,7 @@ class FGD:
         cpu = state.cpu_free[rows] - task.cpu_milli
         mem = state.mem_free[rows] - task.mem_mib
         after = expected_frag(self.mix, fits, small, total, cpu, mem, cache.model_ok[rows])
-        node, gpu = pick_share(self._score(after - cache.frag[rows], state, task, rows), rows, gpu_idx, self.rng)
+        node, gpu = pick_share(self._score(after - cache.frag[rows], state, task, rows), rows, gpu_idx, self._ranks(state))
         return Placement(node, (gpu,), task.gpu_milli)
 
     def _score(self, delta: np.ndarray, state: ClusterState, task: Request, rows: np.ndarray) -> np.ndarray:
