@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import parse_qs, unquote
 
+from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http import HttpRequestParser, HttpVersion10, HttpVersion11, RawRequestMessage
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -258,7 +259,10 @@ class StaticIndexProtocol(asyncio.Protocol):
             return
         self._counted = True
         self._transport = transport
-        self._parser = HttpRequestParser(self, asyncio.get_running_loop(), 1 << 16, **HEAD_LIMITS)
+        # A body the parser reads is never read back: its streams get a protocol of their own, detached from
+        # the transport, and a limit they never reach.
+        loop = asyncio.get_running_loop()
+        self._parser = HttpRequestParser(BaseProtocol(loop), loop, 1 << 30, **HEAD_LIMITS)
         fast_path.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -301,56 +305,81 @@ class StaticIndexProtocol(asyncio.Protocol):
             self._transport.close()
 
     def _answer_buffered(self) -> None:
-        buffer, transport, fast_path, parser = self._buffer, self._transport, self._fast_path, self._parser
-        while buffer and transport is not None and parser is not None and not self._write_paused:
-            # The parser is fed up to the first CRLFCRLF only: llhttp reads no bare LF as a line end, so a head
-            # it completes there ends there, and bytes after it were never read by this parser.
-            fed = self._fed
-            end = buffer.find(b"\r\n\r\n", fed - 3 if fed > 3 else 0)
-            stop = end + 4 if end >= 0 else len(buffer)
-            try:
+        """Answers the whole heads buffered, or hands the connection over at the first it does not answer.
+
+        Like aiohttp, which parses all that one read brought at once and answers
+        only 400 when any of it is refused, nothing is written for this read's
+        heads until the rest of what it brought has parsed without error.
+        """
+        buffer, transport, parser = self._buffer, self._transport, self._parser
+        if not buffer or transport is None or parser is None or self._write_paused:
+            return
+        answers = self._fast_path.answers
+        answered: list[tuple[RequestHead, Answer]] = []
+        start = 0  # of the first request not answered
+        fed = self._fed  # bytes of the buffer the parser has read
+        hand_off = False
+        try:
+            while True:
+                # Fed up to the first CRLFCRLF: llhttp reads no bare LF as a line end, so a head it completes
+                # there ends there, and whatever follows belongs to the next request.
+                end = buffer.find(b"\r\n\r\n", fed - 3 if fed - 3 > start else start)
+                if end < 0:
+                    if fed < len(buffer):
+                        hand_off = bool(parser.feed_data(buffer[fed:])[0])  # a head without CRLFCRLF: HTTP/0.9
+                        fed = len(buffer)
+                    break
+                stop = end + 4
                 messages = parser.feed_data(buffer[fed:stop])[0] if stop > fed else ()
-            except HttpProcessingError:
-                break  # aiohttp parses it again and answers 400, 413 or 431
-            if end < 0:
-                if messages:
-                    break  # a head without CRLFCRLF (HTTP/0.9): aiohttp's to answer
-                self._fed = stop
-                self._buffer = buffer
-                self._await_head()
-                return
-            self._fed = 0
-            head = plain_head(messages[0][0]) if len(messages) == 1 else None
-            answer = fast_path.answers.answer(head) if head is not None else None
-            if head is None or answer is None:
-                break
-            if not head.keep_alive and len(buffer) > stop:
-                break  # llhttp refuses bytes after a closing request, and aiohttp answers 400 for all of them
-            buffer = buffer[stop:]
+                fed = stop
+                head = plain_head(messages[0][0]) if len(messages) == 1 else None
+                answer = answers.answer(head) if head is not None else None
+                if head is None or answer is None:
+                    hand_off = True
+                    break
+                answered.append((head, answer))
+                start = stop
+                if stop == len(buffer):
+                    break
+            if hand_off and fed < len(buffer):
+                parser.feed_data(buffer[fed:])  # read only to learn whether aiohttp refuses something here
+        except HttpProcessingError:
+            answered.clear()  # aiohttp parses all of it again and answers 400, 413 or 431 alone
+            start, hand_off = 0, True
+        if answered:
+            self._write(transport, answered)
             self._head_started = self.last_active
             self._stop_deadline()
-            keep_alive = head.keep_alive
-            connection = CONNECTION_LINES[head.version, keep_alive]
-            lines = STATUS_LINES[head.version, answer.status] + SERVER_LINE + fast_path.date.line() + connection
+        if hand_off:
+            self._buffer = b""
+            self._hand_off(buffer[start:])
+        elif answered and not answered[-1][0].keep_alive:
+            # Bytes after a closing request would have made llhttp refuse them all: there are none.
+            transport.close()
+            self._buffer = b""
+        else:
+            self._buffer = buffer[start:]
+            self._fed = fed - start
+            if self._buffer:
+                self._await_head()
+
+    def _write(self, transport: asyncio.Transport, answered: list[tuple[RequestHead, Answer]]) -> None:
+        fast_path = self._fast_path
+        date = SERVER_LINE + fast_path.date.line()
+        chunks: list[bytes] = []
+        for head, answer in answered:
+            lines = STATUS_LINES[head.version, answer.status] + date + CONNECTION_LINES[head.version, head.keep_alive]
             lines += answer.header_block + b"\r\n"
+            chunks.append(lines)
             body = answer.body if head.method == "GET" else b""
             if body:
-                transport.writelines((lines, body))
-            else:
-                transport.write(lines)
+                chunks.append(body)
             if fast_path.access_log is not None:
                 fast_path.log(self._peer, head, answer, len(lines) + len(body))
-            if not keep_alive:
-                transport.close()
-                self._buffer = b""
-                return
+        if len(chunks) == 1:
+            transport.write(chunks[0])
         else:
-            self._buffer = buffer
-            if not buffer:
-                self._stop_deadline()
-            return
-        self._buffer = b""
-        self._hand_off(buffer)
+            transport.writelines(chunks)
 
     def _await_head(self) -> None:
         """Starts the clock on an incomplete head (once per head: a whole head in one read never starts it)."""
