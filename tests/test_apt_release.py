@@ -300,10 +300,11 @@ def test_a_deb_declares_its_license_through_its_dep5_copyright(debs: dict[str, l
     with hello.open("rb") as stream:
         [found] = license_files(hello.name, stream)
     assert found.member == "usr/share/doc/hello/copyright" and b"License: MIT" in found.data
-    gpl = build_deb(DebSpec("gpl-thing", "1.0-1", license="GPL-2+"), tmp_path)
-    with gpl.open("rb") as stream:
-        declared = declared_license(gpl.name, stream)
-    assert declared is not None and declared.spdx == "GPL-2.0-or-later"
+    for compression in ("xz", "zstd", "gzip", "none"):
+        gpl = build_deb(DebSpec("gpl-thing", "1.0-1", license="GPL-2+", compression=compression), tmp_path / compression)
+        with gpl.open("rb") as stream:
+            declared = declared_license(gpl.name, stream)
+        assert declared is not None and declared.spdx == "GPL-2.0-or-later", compression
     not_a_deb = tmp_path / "x_1_amd64.deb"
     not_a_deb.write_bytes(b"!<arch>\ngarbage")
     with not_a_deb.open("rb") as stream:

@@ -2,9 +2,10 @@
 
 A `.deb` is an ar archive (`debian-binary`, `control.tar.*`, `data.tar.*`);
 the package's copyright file is `usr/share/doc/<package>/copyright` inside
-the data tarball (gz, xz, zst or plain). It is read with the standard
-library and python-debian's `arfile` only, never extracted to disk, and with
-bounds: one member of at most `licenses.files.MAX_MEMBER_BYTES`.
+the data tarball (gz, xz, zst or plain). It is read as a stream with the
+standard library and python-debian's `arfile` (zstd through the `zstd`
+program), never extracted to disk, and with bounds: one member of at most
+`licenses.files.MAX_MEMBER_BYTES`.
 
 `license_files(filename, stream)` has the shape of
 `licenses.files.license_files`, so the vetter can call it for `.deb`
@@ -13,7 +14,12 @@ artifacts; `declared_license` reads the result as `licenses.declared` does.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
@@ -22,25 +28,47 @@ from debian.arfile import ArError, ArFile
 from licenses.declared import Declared, declared_debian_copyright
 from licenses.files import MAX_MEMBER_BYTES, LicenseFile
 
-# A data tarball this large is read as a stream; only the copyright member is kept.
 _DATA_PREFIX = "data.tar"
+_ZSTD_TIMEOUT_S = 30
 
 
-def _data_tar(stream: BinaryIO) -> tarfile.TarFile | None:
+@contextmanager
+def _data_tar(stream: BinaryIO) -> Iterator[tarfile.TarFile | None]:
+    """The data tarball of a .deb as a stream (None when there is none)."""
     archive = ArFile(fileobj=stream)
     for member in archive.getmembers():
         name = member.name.decode() if isinstance(member.name, bytes) else member.name
         if not name.startswith(_DATA_PREFIX):
             continue
         if name.endswith(".zst"):
-            try:
-                import zstandard  # type: ignore[import-not-found]
-            except ImportError:
-                return None  # no reader: the vetter falls back to scanning what it can
-            reader = zstandard.ZstdDecompressor().stream_reader(member)
-            return tarfile.open(fileobj=reader, mode="r|")
-        return tarfile.open(fileobj=member, mode="r|*")
-    return None
+            # Ubuntu's .debs since 21.10; the standard library reads no zstd before Python 3.14.
+            with _zstd_stream(member) as raw:
+                yield tarfile.open(fileobj=raw, mode="r|") if raw is not None else None
+            return
+        yield tarfile.open(fileobj=member, mode="r|*")
+        return
+    yield None
+
+
+@contextmanager
+def _zstd_stream(member: BinaryIO) -> Iterator[BinaryIO | None]:
+    zstd = shutil.which("zstd")
+    if zstd is None:
+        yield None  # the vetter then finds no declaration and scans what it can
+        return
+    with tempfile.TemporaryFile() as compressed:
+        shutil.copyfileobj(member, compressed)
+        compressed.seek(0)
+        process = subprocess.Popen([zstd, "-dc", "-q"], stdin=compressed, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            assert process.stdout is not None
+            yield process.stdout  # type: ignore[misc]
+        finally:
+            process.kill()
+            process.wait(timeout=_ZSTD_TIMEOUT_S)
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 def copyright_member(package: str) -> str:
@@ -55,10 +83,9 @@ def license_files(filename: str, stream: BinaryIO, package: str | None = None) -
     package = package or PurePosixPath(filename).name.split("_", 1)[0]
     wanted = {copyright_member(package), "./" + copyright_member(package)}
     try:
-        data = _data_tar(stream)
-        if data is None:
-            return []
-        with data:
+        with _data_tar(stream) as data:
+            if data is None:
+                return []
             for info in data:
                 if info.name not in wanted:
                     continue

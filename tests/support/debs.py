@@ -46,6 +46,7 @@ class DebSpec:
     license: str = "MIT"
     description: str = ""
     files: dict[str, str] = field(default_factory=dict)  # path inside the package -> text (mode 0755 under bin/)
+    compression: str = "xz"  # dpkg-deb -Z: xz (Debian's), zstd (Ubuntu's since 21.10), gzip, none
 
     @property
     def filename(self) -> str:
@@ -87,7 +88,7 @@ def build_deb(spec: DebSpec, out_dir: Path) -> Path:
             path.chmod(0o755 if "/bin/" in f"/{rel}" else 0o644)
         out = out_dir / spec.filename
         env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(root), str(out)],
+        subprocess.run(["dpkg-deb", "--root-owner-group", f"-Z{spec.compression}", "--build", str(root), str(out)],
                        check=True, capture_output=True, env=env, timeout=60)
     return out
 
