@@ -11,9 +11,14 @@ from sqlalchemy import select
 from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
 from reservoir.models import Channel, Gate, Release, ReleaseState
-from restorer.publish import publish_site
+from restorer.publish import PublishResult, publish_site
 from restorer.publish.tree import live_generation, publish_tree
 from tests.support.site import add_file, wheel_named
+
+
+def publish_pypi(site: AppContext) -> PublishResult:
+    """A full publish; the PyPI tree's result (other ecosystems' publishers are installed too)."""
+    return next(result for result in publish_site(site) if result.kind == "pypi")
 
 
 def read_json(path: Path) -> dict:
@@ -21,7 +26,7 @@ def read_json(path: Path) -> dict:
 
 
 def test_project_json_carries_every_pep_field(site: AppContext) -> None:
-    [result] = publish_site(site)
+    result = publish_pypi(site)
     page = read_json(result.generation / "simple" / "alpha" / "index.json")
     assert page["meta"] == {"api-version": "1.1"}
     assert page["name"] == "alpha"
@@ -48,7 +53,7 @@ def test_project_json_carries_every_pep_field(site: AppContext) -> None:
 
 
 def test_files_are_hard_links_into_the_blob_store(site: AppContext) -> None:
-    [result] = publish_site(site)
+    result = publish_pypi(site)
     files = [p for p in (result.generation / "files").rglob("*.whl")]
     assert files
     for path in files:
@@ -56,7 +61,7 @@ def test_files_are_hard_links_into_the_blob_store(site: AppContext) -> None:
 
 
 def test_project_html_carries_the_same_fields(site: AppContext) -> None:
-    [result] = publish_site(site)
+    result = publish_pypi(site)
     html = (result.generation / "simple" / "alpha" / "index.html").read_text()
     assert '<meta name="pypi:repository-version" content="1.1">' in html
     assert 'data-yanked="broken build"' in html
@@ -67,7 +72,7 @@ def test_project_html_carries_the_same_fields(site: AppContext) -> None:
 
 
 def test_root_lists_normalized_projects_and_pages_have_gzip_twins(site: AppContext) -> None:
-    [result] = publish_site(site)
+    result = publish_pypi(site)
     root = read_json(result.generation / "simple" / "index.json")
     assert sorted(p["name"] for p in root["projects"]) == ["Mixed-Case.Name", "alpha", "beta", "gamma"]
     assert (result.generation / "simple" / "mixed-case-name" / "index.json").is_file()
@@ -84,17 +89,17 @@ def test_only_active_allowed_releases_are_published(site: AppContext) -> None:
         gamma.gate = Gate.HELD
         beta = s.scalars(select(Release).where(Release.name == "beta")).one()
         beta.state = ReleaseState.REMOVED
-    [result] = publish_site(site)
+    result = publish_pypi(site)
     root = read_json(result.generation / "simple" / "index.json")
     assert sorted(p["name"] for p in root["projects"]) == ["Mixed-Case.Name", "alpha"]
     assert not (result.generation / "simple" / "gamma").exists()
 
 
 def test_publish_swaps_the_current_symlink(site: AppContext) -> None:
-    [first] = publish_site(site)
+    first = publish_pypi(site)
     root = site.home.trees_dir / "pypi"
     assert os.readlink(root / "current") == first.generation.name
-    [second] = publish_site(site)
+    second = publish_pypi(site)
     assert second.generation != first.generation
     assert live_generation(root) == second.generation
     assert first.generation.exists()  # kept for clients mid-download
@@ -132,6 +137,6 @@ def test_two_channels_merge_into_one_index(site: AppContext, site_wheels: dict[s
         s.flush()
         add_file(s, site.blobs, other, wheel_named(site_wheels, "gamma"))
         add_file(s, site.blobs, other, wheel_named(site_wheels, "alpha-2.0"))
-    [result] = publish_site(site)
+    result = publish_pypi(site)
     page = read_json(result.generation / "simple" / "gamma" / "index.json")
     assert [f["filename"] for f in page["files"]] == ["gamma-1.0-py3-none-any.whl"]

@@ -45,7 +45,7 @@ from restorer.publish.layout import (
     shard_of,
     top_folder,
 )
-from restorer.publish.tree import live_generation, publish_tree, safe_join
+from restorer.publish.tree import CURRENT, live_generation, publish_tree, safe_join
 
 log = logging.getLogger(__name__)
 PUBLISHERS_GROUP = "reservoir.publishers"
@@ -245,13 +245,10 @@ def publish_kind(
             summaries.update((key, summary) for key, (_, summary) in store.node_index(state.shards[hh]).items())
         aggregates = dict(publisher.render_aggregates(summaries))
         state.aggregates = sorted(aggregates)
-        for key in summaries if full else todo:
-            if key in summaries:
-                tops.add(top_folder(key))
-                ensure_link(root, key, leaf_link_target(key))
-        for relative in state.aggregates:
-            tops.add(top_folder(relative))
-            ensure_link(root, relative, aggregate_link_target(relative))
+        links = {key: leaf_link_target(key) for key in (summaries if full else todo) if key in summaries}
+        links.update((relative, aggregate_link_target(relative)) for relative in state.aggregates)
+        tops.update(top_folder(relative) for relative in links)
+        _ensure_links(root, links)
         if base is not None and live is not None:
             tops.update(p.name for p in live.iterdir() if p.is_symlink() and p.name not in (SHARDS,))
 
@@ -276,13 +273,26 @@ def publish_kind(
         )
         record_dropped(root, generation, state)
         collect_dropped(root, store, publisher, session)
-        if full:
+        if full and base is not None:
             sweep_orphans(root, store)
+            sweep_dangling_links(root, tops, set(summaries) | set(state.aggregates))
     log.info(
         "published %s: %d leaves (%d rendered%s) in %s",
         publisher.kind, len(summaries), rendered, ", full" if full else "", generation.name,
     )
     return PublishResult(publisher.kind, generation, len(summaries), rendered, full)
+
+
+def _ensure_links(root: Path, links: Mapping[str, str]) -> None:
+    """The persistent links into `current` (one call each where they exist already or are new)."""
+    made: set[Path] = set()
+    for relative in sorted(links):  # folders first, so the threads below never race to make them
+        parent = relative.rpartition("/")[0]
+        if parent and (root / parent) not in made:
+            safe_join(root, parent).mkdir(parents=True, exist_ok=True)
+            made.add(root / parent)
+    with ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish") as pool:
+        list(pool.map(lambda item: ensure_link(root, item[0], item[1], made), sorted(links.items())))
 
 
 def _write_leaves(root: Path, store: ObjectStore, blobs: BlobStore, leaves: list[Leaf], tops: set[str]) -> dict[str, NodeEntry]:
@@ -377,6 +387,21 @@ def sweep_orphans(root: Path, store: ObjectStore, older_than_s: float = ORPHAN_A
                 store.remove(entry.name)
         except FileNotFoundError:
             pass
+
+
+def sweep_dangling_links(root: Path, tops: Collection[str], served: set[str]) -> None:
+    """The links of leaves no longer published (each answers 404 meanwhile): walked on a full rebuild only."""
+    ours = (f"{CURRENT}/{SHARDS}/", f"{CURRENT}/{AGGREGATES}/")
+    pending = [top for top in tops if (root / top).is_dir()]
+    while pending:
+        relative = pending.pop()
+        with os.scandir(root / relative) as entries:
+            for entry in entries:
+                path = f"{relative}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                elif entry.is_symlink() and path not in served and any(mark in os.readlink(entry.path) for mark in ours):
+                    os.unlink(entry.path)
 
 
 __all__ = [

@@ -195,19 +195,29 @@ class ObjectStore:
         shutil.rmtree(self.path(ident), ignore_errors=True)
 
 
-def ensure_link(root: Path, relative: str, target: str) -> None:
-    """Make `<root>/<relative>` the symbolic link `target` (created once; later publishes find it in place)."""
-    parts = relative.split("/")
-    parent = safe_join(root, *parts[:-1]) if len(parts) > 1 else root
-    path = safe_join(parent, parts[-1], final_link_ok=True)
+def ensure_link(root: Path, relative: str, target: str, made: set[Path] | None = None) -> None:
+    """Make `<root>/<relative>` the symbolic link `target`: created once, found in place by later publishes.
+
+    `made` remembers the parent folders already proven and created, so a batch costs one
+    call per link.
+    """
+    folder, _, name = relative.rpartition("/")
+    parent = safe_join(root, folder) if folder else root
+    path = safe_join(parent, name, final_link_ok=True)
+    if made is None or parent not in made:
+        parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(parent)
+    try:
+        os.symlink(target, path)
+        return
+    except FileExistsError:
+        pass
     try:
         if os.readlink(path) == target:
             return
-    except FileNotFoundError:
-        pass
     except OSError:
         raise UnsafePath(f"refusing to publish {relative[:80]!r} under {root}: something else is already there") from None
-    parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".link-{uuid.uuid4().hex[:8]}"
     os.symlink(target, tmp)
     os.replace(tmp, path)
