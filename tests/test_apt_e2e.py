@@ -1,0 +1,153 @@
+"""Real apt-get in a debootstrap root against the site's signed APT repository (served on 127.0.0.1).
+
+The site's catalog is filled with real `.deb`s (dpkg-deb), published, served
+by `reservoir serve`; the root's only apt source is what `reservoir apt
+sources` prints (the site key inline, no trusted=yes). Then: install and run
+the program, upgrade to a newer version published incrementally, and an
+`apt-get update` loop that never fails while the site republishes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reservoir.context import AppContext
+from restorer.gpgkey import stop_agent
+from restorer.publish import publish_changes, publish_site
+from restorer.publish.apt import leaf_key
+from tests.support.apt_site import add_deb, apt_channel, site_app
+from tests.support.debroot import NoDebootstrap, fresh_root, in_root, remove_root
+from tests.support.debs import FIXTURE_SET, HELLO_SCRIPT, DebSpec, build_deb, have_dpkg_deb
+from tests.support.site import run_server
+
+pytestmark = pytest.mark.slow
+REQUIRE = os.environ.get("RESERVOIR_REQUIRE_CLIENTS") == "1"
+CHANNEL = "fixture"
+
+
+def _skip_or_fail(reason: str) -> None:
+    if REQUIRE:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def debroot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if not have_dpkg_deb() or shutil.which("gpg") is None:
+        _skip_or_fail("dpkg-deb and gpg are needed")
+    into = tmp_path_factory.mktemp("root") / "root"
+    try:
+        root = fresh_root(into)
+    except NoDebootstrap as exc:
+        _skip_or_fail(f"no debootstrap root: {exc}")
+    yield root
+    remove_root(into)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[AppContext]:
+    app = site_app(tmp_path / "site")
+    yield app
+    stop_agent(app.home.keys_dir / "gnupg")
+    app.close()
+
+
+def fill(app: AppContext, out: Path) -> None:
+    with app.db.transaction() as session:
+        channel = apt_channel(session, CHANNEL, suites=["stable", "stable-updates"], components=["main"])
+        for suite, spec in FIXTURE_SET:
+            add_deb(session, app.blobs, channel, build_deb(spec, out / suite), suite)
+
+
+def sources(app: AppContext, url: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "reservoir", "--home", str(app.home_root), "apt", "sources",
+                           CHANNEL, "--url", url], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def apt(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return in_root(root, "apt-get", "-o", "Acquire::Retries=0", *args)
+
+
+def not_found(lines: list[str]) -> list[str]:
+    return [line for line in lines if re.search(r'" 404 ', line) or " 404 " in line]
+
+
+def test_install_upgrade_and_update_during_publishes(site: AppContext, debroot: Path, tmp_path: Path) -> None:
+    fill(site, tmp_path / "debs")
+    publish_site(site)
+    with run_server(site.home_root) as server:
+        (debroot / "etc/apt/sources.list.d/reservoir.sources").write_text(sources(site, server.url))
+        update = apt(debroot, "update")
+        assert update.returncode == 0, update.stdout + update.stderr
+        assert "W:" not in update.stderr and "E:" not in update.stderr, update.stderr
+        install = apt(debroot, "install", "-y", "hello")
+        assert install.returncode == 0, install.stdout + install.stderr
+        ran = in_root(debroot, "hello")
+        assert ran.stdout.strip() == "Hello from the fixture archive", ran
+        # What apt chose across both suites: the newest hello, and the libgreet1 that satisfies it.
+        shown = in_root(debroot, "dpkg-query", "-W", "-f", "${Package} ${Version}\n", "hello", "libgreet1")
+        assert shown.stdout.split("\n")[:2] == ["hello 1.1-1", "libgreet1 2.0-1"]
+        # An apt client asked for nothing the site lacks.
+        asked = server.access_lines()
+        assert any("/apt/fixture/dists/stable/InRelease" in line for line in asked), asked[:5]
+        assert any("/by-hash/SHA256/" in line for line in asked), asked
+        assert not_found(asked) == []
+
+        # A newer hello, published incrementally: apt-get upgrade takes it.
+        newer = DebSpec("hello", "1.2-1", depends="libgreet1 (>= 2.0), mail-transport-agent, "
+                        "nosuch-pager | less-fixture, greet-data, python3-fixture:any",
+                        files={"usr/bin/hello": HELLO_SCRIPT.replace("Hello", "Hello again")})
+        with site.db.transaction() as session:
+            channel = apt_channel(session, CHANNEL)
+            add_deb(session, site.blobs, channel, build_deb(newer, tmp_path / "newer"), "stable-updates")
+        (result,) = publish_changes(site, {"apt": {leaf_key(CHANNEL, "stable-updates", "main")}})
+        assert result.rendered == 1 and not result.full
+        assert apt(debroot, "update").returncode == 0
+        upgrade = apt(debroot, "upgrade", "-y")
+        assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+        assert in_root(debroot, "hello").stdout.strip() == "Hello again from the fixture archive"
+
+        # While the site republishes in a loop, apt-get update never fails (no hash sum mismatch).
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        published = [0]
+
+        def republish() -> None:
+            app = AppContext(site.home_root)
+            try:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    spec = DebSpec("less-fixture", f"3.0-{n + 1}")
+                    with app.db.transaction() as session:
+                        channel = apt_channel(session, CHANNEL)
+                        add_deb(session, app.blobs, channel, build_deb(spec, tmp_path / "loop"), "stable")
+                    publish_changes(app, {"apt": {leaf_key(CHANNEL, "stable", "main")}})
+                    published[0] += 1
+            except BaseException as exc:  # noqa: BLE001 (reported by the test)
+                errors.append(exc)
+            finally:
+                app.close()
+
+        worker = threading.Thread(target=republish, daemon=True)
+        worker.start()
+        try:
+            for _ in range(20):
+                run = apt(debroot, "update")
+                assert run.returncode == 0 and "E:" not in run.stderr and "W:" not in run.stderr, run.stderr
+        finally:
+            stop.set()
+            worker.join(timeout=120)
+        assert not errors, errors
+        assert published[0] >= 2, "the site did not republish during the updates"
+        assert not_found(server.access_lines()) == []
