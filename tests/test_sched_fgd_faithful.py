@@ -74,12 +74,6 @@ def test_share_scores_match_the_simulators_integer_score() -> None:
     rng = np.random.default_rng(7)
     tasks = [Request(gpu_milli=int(m), num_gpu=1, cpu_milli=int(c)) for m, c in zip(rng.choice([100, 250, 500, 700, 1000], 40), rng.choice([1000, 4000, 8000], 40))]
     mix = TaskMix.from_tasks([*tasks, Request(gpu_milli=1000, num_gpu=2, cpu_milli=8000), CPU_ONLY])
-    seen: dict[str, np.ndarray] = {}
-
-    def grab(scores: np.ndarray, rows: np.ndarray, gpus: np.ndarray, _rng: np.random.Generator) -> tuple[int, int]:
-        seen.update(scores=scores, rows=rows, gpus=gpus)
-        return int(rows[0]), int(gpus[0])
-
     checked = 0
     for _ in range(40):
         state = ClusterState([NodeSpec(f"n{i}", 32000, 1 << 20, 4, "T4") for i in range(3)])
@@ -90,13 +84,8 @@ def test_share_scores_match_the_simulators_integer_score() -> None:
         if not feasible.any():
             continue
         policy = FGD(mix, rng=np.random.default_rng(0), quantized=True)
-        original = fgd_module.pick_share
-        fgd_module.pick_share = grab
-        try:
-            policy.choose(state, task, feasible)
-        finally:
-            fgd_module.pick_share = original
-        for score, node, gpu in zip(seen["scores"], seen["rows"], seen["gpus"]):
+        scores, rows, gpus = policy.share_candidates(state, task, np.flatnonzero(feasible))
+        for score, node, gpu in zip(scores, rows, gpus):
             before = _go_frag(list(state.free[node]), int(state.cpu_free[node]), "T4", mix)
             after_free = list(state.free[node])
             after_free[gpu] -= task.gpu_milli
@@ -185,3 +174,37 @@ def test_the_typical_tasks_come_from_the_trace_as_read(monkeypatch: pytest.Monke
     monkeypatch.setattr(fgd_module.TaskMix, "from_tasks", classmethod(spy))
     result = replay(nodes, tasks, "fgd", seed=1)
     assert result.tasks > len(tasks) and seen == [len(tasks)]
+
+
+@pytest.mark.parametrize("policy", ["fgd", "fgd-bf"])
+@pytest.mark.parametrize("mix", ["default", "share-100", "multi-gpu-40"])
+def test_kept_node_scores_place_exactly_as_scoring_every_node(policy: str, mix: str) -> None:
+    # The score cache must not change a single placement: replay the test sample (tuned to 2 x
+    # the cluster, a few hundred decisions, the later ones failing) with and without it and compare every decision.
+    from pathlib import Path
+
+    from sessions.mixes import derive_mix
+    from sessions.replay import load_nodes, load_tasks, tune_tasks
+
+    data = Path(__file__).parent / "data"
+    nodes = load_nodes(data / "sched_nodes.csv")
+    tasks = derive_mix(mix, load_tasks(data / "sched_pods.csv"), nodes)
+    runs = []
+    for cached in (True, False):
+        rng = np.random.default_rng(11)
+        state = ClusterState(nodes)
+        workload = tune_tasks(tasks, state.capacity_milli, 2.0, rng)
+        chooser = make_policy(policy, seed=11, workload=tasks)
+        assert isinstance(chooser, FGD)
+        chooser.score_cache = cached
+        decisions = []
+        for i in rng.permutation(len(workload)):
+            task = workload[i]
+            choice = chooser.choose(state, task, state.feasible(task))
+            decisions.append(choice)
+            if choice is not None:
+                state.apply(task, choice)
+                chooser.placed(state, task, choice)
+        runs.append(decisions)
+    assert len(runs[0]) > 250 and sum(c is not None for c in runs[0]) > 150
+    assert runs[0] == runs[1]

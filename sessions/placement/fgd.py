@@ -117,13 +117,16 @@ def pick_ranked(scores: np.ndarray, rows: np.ndarray, rank: np.ndarray) -> int:
     return int(best[np.argmin(rank[rows[best]])]) if len(best) > 1 else int(best[0])
 
 
-def pick_share(scores: np.ndarray, rows: np.ndarray, gpus: np.ndarray, rank: np.ndarray) -> tuple[int, int]:
-    """(node, GPU) as the simulator picks them: a node's score is its best GPU's; among the
-    best-scoring nodes the one of lowest rank (see pick_ranked); on it, the lowest GPU index with
-    that score (allocateGpuIdBasedOnFGDScore keeps the first GPU on a strict `>`)."""
-    best = scores <= scores.min() + 1e-9
-    node = int(rows[pick_ranked(scores, rows, rank)])
-    return node, int(gpus[best & (rows == node)].min())
+@dataclass
+class NodeScores:
+    """One task shape's score on each node, valid while the node's version is the one recorded.
+
+    A node's score depends only on its own free resources and the task, and a placement changes
+    one node: the other nodes keep their scores for the next task of the same shape."""
+
+    score: np.ndarray  # [N]
+    gpu: np.ndarray  # [N] the GPU a share takes there (-1 for other tasks)
+    version: np.ndarray  # [N] the node's version when computed, -1 never
 
 
 @dataclass
@@ -138,8 +141,17 @@ class FGD:
     # 1 = least left over, -1 = most left over.
     tie_break: int = 0
     scale: float = 1000.0  # milli-GPU of fragmentation change per step of the sigmoid
+    # Keep each task shape's node scores between decisions (same placements, several times faster).
+    score_cache: bool = True
     _cache: FragmentCache | None = field(default=None, init=False)
     _rank: np.ndarray | None = field(default=None, init=False)
+    _versions: np.ndarray | None = field(default=None, init=False)
+    _scores: dict[tuple[int, int, int], NodeScores] = field(default_factory=dict, init=False)
+
+    def _versions_for(self, state: ClusterState) -> np.ndarray:
+        if self._versions is None:
+            self._versions = np.zeros(len(state.nodes), dtype=np.int64)
+        return self._versions
 
     def _ranks(self, state: ClusterState) -> np.ndarray:
         """Each node's place in the fixed tie-breaking order, drawn once per cluster."""
@@ -162,9 +174,43 @@ class FGD:
         nodes = np.flatnonzero(feasible)
         if len(nodes) == 0:
             return None
+        if self.score_cache:
+            scores, gpus = self._cached_scores(state, task, nodes)
+        else:
+            scores, gpus = self._node_scores(state, task, nodes)
+        best = pick_ranked(scores, nodes, self._ranks(state))
+        node = int(nodes[best])
+        if task.is_sharing:
+            return Placement(node, (int(gpus[best]),), task.gpu_milli)
+        return place_on_node(state, task, node)
+
+    def _cached_scores(self, state: ClusterState, task: Request, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        versions = self._versions_for(state)
+        # Memory and GPU models decide only which nodes are feasible, never a node's score.
+        key = (task.cpu_milli, task.gpu_milli, task.num_gpu)
+        entry = self._scores.get(key)
+        if entry is None:
+            n = len(state.nodes)
+            entry = NodeScores(np.zeros(n), np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64))
+            self._scores[key] = entry
+        stale = nodes[entry.version[nodes] != versions[nodes]]
+        if len(stale):
+            entry.score[stale], entry.gpu[stale] = self._node_scores(state, task, stale)
+            entry.version[stale] = versions[stale]
+        return entry.score[nodes], entry.gpu[nodes]
+
+    def _node_scores(self, state: ClusterState, task: Request, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each of `nodes`' score for `task` (lower is better) and, for a share, the GPU it takes."""
         cache = self._cache_for(state)
         if task.is_sharing:
-            return self._choose_share(state, task, nodes, cache)
+            scores, rows, gpus = self.share_candidates(state, task, nodes)
+            # Candidates come node by node: a node scores its best GPU and takes the lowest
+            # index with that score (allocateGpuIdBasedOnFGDScore keeps the first on a strict >).
+            starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+            best = np.minimum.reduceat(scores, starts)
+            segment = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
+            tied = np.where(scores <= best[segment] + 1e-9, gpus, np.iinfo(np.int64).max)
+            return best, np.minimum.reduceat(tied, starts)
         cpu = state.cpu_free[nodes] - task.cpu_milli
         mem = state.mem_free[nodes] - task.mem_mib
         total = state.free[nodes].sum(axis=1) - task.total_gpu_milli
@@ -172,16 +218,15 @@ class FGD:
         # and leaves the milli on too-small GPUs as it was.
         fits = cache.fits[nodes] - task.num_gpu
         after = expected_frag(self.mix, fits, cache.small[nodes], total, cpu, mem, cache.model_ok[nodes])
-        best = pick_ranked(self._score(after - cache.frag[nodes], state, task, nodes), nodes, self._ranks(state))
-        return place_on_node(state, task, int(nodes[best]))
+        return self._score(after - cache.frag[nodes], state, task, nodes), np.full(len(nodes), -1, dtype=np.int64)
 
-    def _choose_share(self, state: ClusterState, task: Request, nodes: np.ndarray, cache: FragmentCache) -> Placement:
+    def share_candidates(self, state: ClusterState, task: Request, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(score, node, GPU) of every GPU of `nodes` that holds the share, node by node, GPUs in order:
+        the task's CPU and milli taken from that node and GPU, as fgd_score.go tries them."""
+        cache = self._cache_for(state)
         sub = state.free[nodes]
         node_idx, gpu_idx = np.nonzero(sub >= task.gpu_milli)
         before = sub[node_idx, gpu_idx]
-        # GPUs of one node with the same free milli are interchangeable: score one of each.
-        _, first = np.unique(node_idx * (MILLI_PER_GPU + 1) + before, return_index=True)
-        node_idx, gpu_idx, before = node_idx[first], gpu_idx[first], before[first]
         after_gpu = before - task.gpu_milli
         need = self.mix.need
         rows = nodes[node_idx]
@@ -192,8 +237,7 @@ class FGD:
         cpu = state.cpu_free[rows] - task.cpu_milli
         mem = state.mem_free[rows] - task.mem_mib
         after = expected_frag(self.mix, fits, small, total, cpu, mem, cache.model_ok[rows])
-        node, gpu = pick_share(self._score(after - cache.frag[rows], state, task, rows), rows, gpu_idx, self._ranks(state))
-        return Placement(node, (gpu,), task.gpu_milli)
+        return self._score(after - cache.frag[rows], state, task, rows), rows, gpu_idx.astype(np.int64)
 
     def _score(self, delta: np.ndarray, state: ClusterState, task: Request, rows: np.ndarray) -> np.ndarray:
         if not self.quantized:
@@ -212,6 +256,7 @@ class FGD:
     def refresh(self, state: ClusterState, node: int) -> None:
         """Recompute the cached terms of one node after its free resources changed."""
         cache = self._cache_for(state)
+        self._versions_for(state)[node] += 1
         fits, small = _fits_and_small(state.free[node], self.mix.need)
         cache.fits[node], cache.small[node] = fits, small
         cache.frag[node] = expected_frag(
