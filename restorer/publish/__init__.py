@@ -177,6 +177,9 @@ def _locked(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
+Shards = dict[str, dict[str, NodeEntry]]  # hh -> leaf key -> its entry
+
+
 def publish_kind(
     root: Path,
     publisher: Publisher,
@@ -193,53 +196,18 @@ def publish_kind(
         base = read_state(live)
         full = keys is None or base is None
         store = ObjectStore(root)
-        if full:
-            todo = sorted(set(publisher.leaf_keys(session)))
-            shards: dict[str, dict[str, NodeEntry]] = {}
-        else:
-            assert keys is not None and base is not None
-            todo = sorted(set(keys))
-            touched = {shard_of(key) for key in todo}
-            shards = {hh: store.node_entries(base.shards[hh]) if hh in base.shards else {} for hh in touched}
-        old = {hh: dict(entries) for hh, entries in shards.items()}
+        todo = sorted(set(publisher.leaf_keys(session) if full else keys or ()))
+        # The shards the change touches, as the live generation has them (a full rebuild: all of them).
+        before: Shards = {}
+        if base is not None:
+            touched = base.shards if full else {shard_of(key) for key in todo}
+            before = {hh: store.node_entries(base.shards[hh]) for hh in touched if hh in base.shards}
+        shards: Shards = {} if full else {hh: dict(entries) for hh, entries in before.items()}
         tops: set[str] = set()
-        rendered = 0
-        for start in range(0, len(todo), RENDER_BATCH):
-            batch = todo[start : start + RENDER_BATCH]
-            leaves = list(publisher.render_leaves(session, blobs, batch))
-            unknown = {leaf.key for leaf in leaves} - set(batch)
-            if unknown:
-                raise ReservoirError(f"the {publisher.kind} publisher rendered leaves it was not asked for: {sorted(unknown)[:3]}")
-            rendered += len(leaves)
-            written = _write_leaves(root, store, blobs, leaves, tops)
-            present = {leaf.key for leaf in leaves}
-            for key in batch:
-                entries = shards.setdefault(shard_of(key), {})
-                if key in present:
-                    entries[key] = written[key]
-                else:
-                    entries.pop(key, None)
-        state = GenerationState(base=live.name if live is not None else None)
-        if not full and base is not None:
-            state.shards = dict(base.shards)
-        elif base is not None:
-            # Compare the whole old tree: a full rebuild drops whatever it no longer has.
-            old = {hh: store.node_entries(node) for hh, node in base.shards.items()}
-            shards = {hh: shards.get(hh, {}) for hh in set(shards) | set(old)}
-        for hh, entries in shards.items():
-            if entries:
-                state.shards[hh] = store.write_node(hh, entries)
-            else:
-                state.shards.pop(hh, None)
-            before = base.shards.get(hh) if base is not None else None
-            if before is not None and before != state.shards.get(hh):
-                state.dropped.append(["node", hh, before])
-            for key, entry in old.get(hh, {}).items():
-                now = entries.get(key)
-                if now is None or now.page != entry.page:
-                    state.dropped.append(["page", key, entry.page])
-                kept = now.files if now is not None else {}
-                state.dropped += [["file", path, sha] for path, sha in entry.files.items() if kept.get(path) != sha]
+        rendered = _render(root, publisher, session, blobs, store, todo, shards, tops)
+        if full:
+            shards.update((hh, {}) for hh in before if hh not in shards)
+        state = _next_state(store, base, live, before, shards)
         summaries: dict[str, str] = {}
         for hh in sorted(state.shards):
             summaries.update((key, summary) for key, (_, summary) in store.node_index(state.shards[hh]).items())
@@ -248,26 +216,12 @@ def publish_kind(
         links = {key: leaf_link_target(key) for key in (summaries if full else todo) if key in summaries}
         links.update((relative, aggregate_link_target(relative)) for relative in state.aggregates)
         tops.update(top_folder(relative) for relative in links)
+        if live is not None and base is not None:
+            tops.update(p.name for p in live.iterdir() if p.is_symlink())
         _ensure_links(root, links)
-        if base is not None and live is not None:
-            tops.update(p.name for p in live.iterdir() if p.is_symlink() and p.name not in (SHARDS,))
-
-        def build(tree: Path) -> None:
-            (tree / SHARDS).mkdir()
-            for hh, node in sorted(state.shards.items()):
-                os.symlink(f"../../{store.folder.name}/{node}", tree / SHARDS / hh)
-            for relative, content in aggregates.items():
-                path = safe_join(tree, AGGREGATES, relative)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
-            for top in sorted(tops):
-                safe_join(root, top).mkdir(exist_ok=True)
-                os.symlink(f"../{top}", safe_join(tree, top))
-            (tree / STATE).write_bytes(state.to_json())
-
         generation = publish_tree(
             root,
-            build,
+            lambda tree: _fill_generation(tree, root, store, state, aggregates, tops),
             keep=KEEP_GENERATIONS if keep is None else keep,
             grace_s=GRACE_S if grace_s is None else grace_s,
         )
@@ -281,6 +235,66 @@ def publish_kind(
         publisher.kind, len(summaries), rendered, ", full" if full else "", generation.name,
     )
     return PublishResult(publisher.kind, generation, len(summaries), rendered, full)
+
+
+def _render(
+    root: Path, publisher: Publisher, session: Session, blobs: BlobStore, store: ObjectStore,
+    todo: list[str], shards: Shards, tops: set[str],
+) -> int:
+    """Render `todo` in batches into page objects and their shards' entries; returns how many leaves remain."""
+    rendered = 0
+    for start in range(0, len(todo), RENDER_BATCH):
+        batch = todo[start : start + RENDER_BATCH]
+        leaves = list(publisher.render_leaves(session, blobs, batch))
+        unknown = {leaf.key for leaf in leaves} - set(batch)
+        if unknown:
+            raise ReservoirError(f"the {publisher.kind} publisher rendered leaves it was not asked for: {sorted(unknown)[:3]}")
+        rendered += len(leaves)
+        written = _write_leaves(root, store, blobs, leaves, tops)
+        for key in batch:
+            entries = shards.setdefault(shard_of(key), {})
+            if key in written:
+                entries[key] = written[key]
+            else:
+                entries.pop(key, None)
+    return rendered
+
+
+def _next_state(store: ObjectStore, base: GenerationState | None, live: Path | None, before: Shards, shards: Shards) -> GenerationState:
+    """The new generation's shard table (a node written per changed shard) and what it stops using."""
+    state = GenerationState(shards=dict(base.shards) if base is not None else {}, base=live.name if live is not None else None)
+    for hh, entries in shards.items():
+        if entries:
+            state.shards[hh] = store.write_node(hh, entries)
+        else:
+            state.shards.pop(hh, None)
+        node = base.shards.get(hh) if base is not None else None
+        if node is not None and node != state.shards.get(hh):
+            state.dropped.append(["node", hh, node])
+        for key, entry in before.get(hh, {}).items():
+            now = entries.get(key)
+            if now is None or now.page != entry.page:
+                state.dropped.append(["page", key, entry.page])
+            kept = now.files if now is not None else {}
+            state.dropped += [["file", path, sha] for path, sha in entry.files.items() if kept.get(path) != sha]
+    return state
+
+
+def _fill_generation(
+    tree: Path, root: Path, store: ObjectStore, state: GenerationState, aggregates: Mapping[str, bytes], tops: set[str]
+) -> None:
+    """The generation's own few entries: shard links, aggregate pages, top-level links, its state."""
+    (tree / SHARDS).mkdir()
+    for hh, node in sorted(state.shards.items()):
+        os.symlink(f"../../{store.folder.name}/{node}", tree / SHARDS / hh)
+    for relative, content in aggregates.items():
+        path = safe_join(tree, AGGREGATES, relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    for top in sorted(tops):
+        safe_join(root, top).mkdir(exist_ok=True)
+        os.symlink(f"../{top}", safe_join(tree, top))
+    (tree / STATE).write_bytes(state.to_json())
 
 
 def _ensure_links(root: Path, links: Mapping[str, str]) -> None:
