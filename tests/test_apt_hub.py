@@ -392,6 +392,32 @@ def test_deb_licenses_are_declared_through_the_ecosystem_hooks(tmp_path: Path, s
     assert ecosystem("apt").declaration({}, []) is None
 
 
+def test_debian_advisories_quarantine_a_synced_deb_in_debian_version_order(
+        tmp_path: Path, served: RunningFolder, keys: tuple[ArchiveKey, ArchiveKey]) -> None:
+    home = tmp_path / "hub"
+    make_hub(home, served.url, keys[0].public)
+    assert invoke(home, "sync").exit_code == 0
+    record = {"id": "DSA-0001-1", "modified": "2025-01-01T00:00:00Z", "affected": [{
+        "package": {"ecosystem": "Debian:12", "name": "hello"},
+        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1-1+deb12u1"}]}],
+        "ecosystem_specific": {"urgency": "high"}}]}
+    unaffected = {"id": "DSA-0002-1", "modified": "2025-01-01T00:00:00Z", "affected": [{
+        "package": {"ecosystem": "Debian:12", "name": "libgreet1"},
+        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0-1~rc1"}]}],
+        "ecosystem_specific": {"urgency": "high"}}]}
+    folder = tmp_path / "osv"
+    folder.mkdir()
+    (folder / "DSA-0001-1.json").write_text(json.dumps(record))
+    (folder / "DSA-0002-1.json").write_text(json.dumps(unaffected))
+    result = invoke(home, "advisories", "import", str(folder))
+    assert result.exit_code == 0, result.output
+    held = active(home)
+    assert held["hello==1.1-1"].gate.value == "quarantined"
+    assert "DSA-0001-1" in held["hello==1.1-1"].gate_reason
+    # In Debian's order `~` sorts before everything: 2.0-1~rc1 < 2.0-1 (a string order would say affected).
+    assert held["libgreet1==2.0-1"].gate.value != "quarantined"
+
+
 def test_export_carries_apt_releases_the_site_schema_accepts(tmp_path: Path, served: RunningFolder,
                                                              keys: tuple[ArchiveKey, ArchiveKey]) -> None:
     from transferer.schema import check_channels, check_release, installed_ecosystems

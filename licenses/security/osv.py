@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,8 +142,12 @@ def ecosystem_matches(osv_ecosystem: str, wanted: str) -> bool:
     return osv_ecosystem.split(":", 1)[0] == wanted
 
 
+# How an ecosystem compares package names (PEP 503 for PyPI); the others compare them as written.
+NAME_FORMS: dict[str, Callable[[str], str]] = {"pypi": canonicalize_name}
+
+
 def package_name(kind: str, name: str) -> str:
-    return canonicalize_name(name) if kind == "pypi" else name
+    return NAME_FORMS.get(kind, str)(name)
 
 
 def findings_for(
