@@ -9,6 +9,10 @@ pre-compressed pages go out with ``gzip_static``.
 
 Names: pip and uv request normalized project names themselves; unlike
 `reservoir serve`, nginx does not redirect other spellings.
+
+APT trees (``/apt/<channel>/``) are plain static files under ``trees/apt``:
+nginx answers If-Modified-Since and Range itself, follows the links into the
+live generation, and never serves the tree's own folders or dot names.
 """
 
 from __future__ import annotations
@@ -89,6 +93,23 @@ server {{
         types {{ }}
         default_type application/octet-stream;
         add_header Cache-Control "max-age=31536000, immutable" always;
+    }}
+    location ^~ /apt/ {{
+{auth}        root {site.trees_dir};
+        types {{ }}
+        default_type application/octet-stream;
+        add_header Cache-Control "max-age=0, must-revalidate" always;
+        # The tree's own folders and dot names (objects, generations) are no part of a repository.
+        location ~ ^/apt/(current|gen-[^/]*)(/|$) {{
+            return 404;
+        }}
+        location ~ /\\. {{
+            return 404;
+        }}
+        # A pool file or a by-hash index never changes under its name.
+        location ~ ^/apt/[^/]+/(pool/|dists/.*/by-hash/) {{
+            add_header Cache-Control "max-age=31536000, immutable" always;
+        }}
     }}
     location = /healthz {{
         default_type application/json;
