@@ -18,7 +18,7 @@ import gc
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from reservoir.errors import IntegrityError
 
@@ -39,26 +39,58 @@ class IndexError_(IntegrityError):
     """A Packages index that breaks the format; nothing of it is used."""
 
 
-@dataclass(slots=True)
-class PackageRecord:
+class _Fields(NamedTuple):
+    # In the order the fast reader's regular expression captures them, so that a record is made from a
+    # match with no Python code per field.
+    stanza: str  # the stanza as the upstream wrote it, with its final line break, bytes read as Latin-1
     name: str
     version: str
     arch: str
+    multi_arch_field: str  # "" when absent
+    depends: str
+    pre_depends: str
+    recommends: str
+    provides: str
+    essential_field: str
+    priority: str
     filename: str  # pool path, relative to the archive root
-    size: int
+    size_field: str
     sha256: str
-    multi_arch: str = "no"
-    depends: str = ""
-    pre_depends: str = ""
-    recommends: str = ""
-    provides: str = ""
-    essential: bool = False
-    priority: str = ""
-    section: str = ""
-    source: str = ""  # the source package's name ("" when it is the binary's own)
-    stanza: str = ""  # the stanza as the upstream wrote it, with its final line break, bytes read as Latin-1
-    suite: str = ""
-    component: str = ""
+    section: str
+    source: str  # the source package ("" when it is the binary's own), maybe with "(version)"
+    unread: str  # the reader's flag for a line that is no field: always "" in a record
+    suite: str
+    component: str
+
+
+class PackageRecord(_Fields):
+    """One stanza of an index: the fields the closure and the publisher read, typed views as properties.
+
+    Built as `PackageRecord(name, version, arch, filename, size, sha256, multi_arch="no", depends="", ...,
+    stanza="", suite="", component="")`; the reader makes its records straight from its matches.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, version: str, arch: str, filename: str, size: int, sha256: str,
+                multi_arch: str = "no", depends: str = "", pre_depends: str = "", recommends: str = "",
+                provides: str = "", essential: bool = False, priority: str = "", section: str = "",
+                source: str = "", stanza: str = "", suite: str = "", component: str = "") -> PackageRecord:
+        return tuple.__new__(cls, (stanza, name, version, arch, "" if multi_arch == "no" else multi_arch, depends,
+                                   pre_depends, recommends, provides, "yes" if essential else "", priority, filename,
+                                   str(size), sha256, section, source, "", suite, component))
+
+    @property
+    def size(self) -> int:
+        return int(self.size_field)
+
+    @property
+    def essential(self) -> bool:
+        return self.essential_field == "yes"
+
+    @property
+    def multi_arch(self) -> str:
+        return self.multi_arch_field or "no"
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -132,29 +164,39 @@ def _parse_packages(data: bytes | str, where: str, suite: str, component: str) -
     del data
     if "\r" in text:
         raise IndexError_(f"{where}: carriage returns in the index", hint="the index is not in Debian's format")
-    body = text.strip("\n") + "\n\n"
-    if body[:1] in (" ", "\t") or "\n\n " in body or "\n\n\t" in body:
+    # Blank lines before the first stanza are skipped by the search, those after by each match's tail.
+    body = text if text.endswith("\n") else text + "\n"
+    if body.lstrip("\n")[:1] in (" ", "\t") or "\n\n " in body or "\n\n\t" in body:
         return _parse_lines(text, where, suite, component)  # a stanza starting with a folded line
-    records: list[PackageRecord] = []
-    append = records.append
-    check = _RECORD_RE.match
-    for (stanza, name, version, arch, multi_arch, depends, pre_depends, recommends, provides, essential, priority,
-         filename, size, sha256, section, source, bad) in _STANZA_RE.findall(body):
-        multi_arch = multi_arch or "no"
-        if bad or not check(f"{name}\0{version}\0{arch}\0{sha256}\0{filename}\0{size}\0{multi_arch}") \
-                or ("/." in filename and _dot_part(filename)):
-            return _parse_lines(text, where, suite, component)  # it names the stanza and the reason
-        if "\n" in depends or "\n" in pre_depends or "\n" in recommends or "\n" in provides or "\n" in source:
-            depends, pre_depends, recommends, provides, source = (
-                _unfold(depends), _unfold(pre_depends), _unfold(recommends), _unfold(provides), _unfold(source))
-        append(PackageRecord(name, version, arch, filename, int(size), sha256, multi_arch, depends, pre_depends,
-                             recommends, provides, essential == "yes", priority, section, source, stanza,
-                             suite, component))
+    matches = _STANZA_RE.findall(body)
+    if not matches:
+        return []
+    columns = list(zip(*matches))
+    if not _columns_ok(columns):
+        return _parse_lines(text, where, suite, component)  # it names the stanza and the reason
     # A kept field given twice would have been read once, silently: let the line parser refuse it.
     for field in _ONCE:
-        if body.count("\n" + field) + body.startswith(field) != len(records):
+        if body.count("\n" + field) + body.startswith(field) != len(matches):
             return _parse_lines(text, where, suite, component)
-    return records
+    tail = (suite, component)
+    new = tuple.__new__
+    return [new(PackageRecord, match + tail) for match in matches]
+
+
+def _columns_ok(columns: list[tuple[str, ...]]) -> bool:
+    """Every stanza's checked fields well-formed, checked a column at a time (one match per column)."""
+    if any(columns[_UNREAD]):
+        return False
+    for index, pattern in _COLUMN_CHECKS:
+        if not pattern.fullmatch("\n".join(columns[index])):
+            return False
+    for index in _FOLDABLE_COLUMNS:
+        if "\n" in "".join(columns[index]):
+            return False  # folded: the line parser joins its lines
+    filenames = "\n".join(columns[_FILENAME])
+    if "//" in filenames:
+        return False
+    return "/." not in filenames or not any(_dot_part(f) for f in columns[_FILENAME])
 
 
 def _unfold(value: str) -> str:
@@ -174,16 +216,16 @@ def _record(fields: dict[str, str], where: str, number: int, stanza: str, suite:
         size = fields["Size"]
     except KeyError as missing:
         raise _fail(where, number, name, f"missing {missing.args[0]}") from None
-    multi_arch = fields.get("Multi-Arch", "no")
-    if not _RECORD_RE.match(f"{name}\0{version}\0{arch}\0{sha256}\0{filename}\0{size}\0{multi_arch}") \
+    multi_arch = fields.get("Multi-Arch", "")
+    if not _RECORD_RE.match(f"{name}\0{version}\0{arch}\0{sha256}\0{filename}\0{size}\0{multi_arch or 'no'}") \
             or ("/." in filename and _dot_part(filename)):
-        _explain(where, number, name, version, arch, sha256, filename, size, multi_arch)
-    return PackageRecord(
-        name, version, arch, filename, int(size), sha256, multi_arch,
-        fields.get("Depends", ""), fields.get("Pre-Depends", ""), fields.get("Recommends", ""),
-        fields.get("Provides", ""), fields.get("Essential") == "yes", fields.get("Priority", ""),
-        fields.get("Section", ""), fields.get("Source", ""), stanza, suite, component,
-    )
+        _explain(where, number, name, version, arch, sha256, filename, size, multi_arch or "no")
+    return tuple.__new__(PackageRecord, (
+        stanza, name, version, arch, multi_arch, fields.get("Depends", ""), fields.get("Pre-Depends", ""),
+        fields.get("Recommends", ""), fields.get("Provides", ""), fields.get("Essential", ""),
+        fields.get("Priority", ""), filename, size, sha256, fields.get("Section", ""), fields.get("Source", ""), "",
+        suite, component,
+    ))
 
 
 def _explain(where: str, number: int, name: str, version: str, arch: str, sha256: str, filename: str, size: str,
@@ -251,3 +293,27 @@ _STANZA_RE = re.compile(
 _ONCE = ("Package:", "Version:", "Filename:", "SHA256:")
 _UNFOLDABLE = frozenset({"Package", "Version", "Architecture", "Multi-Arch", "Filename", "Size", "SHA256"})
 _FIELD_NAME_RE = re.compile(r"^[!-9;-~]+$")
+
+# Where each field is in a match (and so in a record): the stanza is group 1, the kept fields follow.
+_COLUMN = {key: i + 1 for i, key in enumerate(_KEPT)}
+_UNREAD = len(_KEPT) + 1
+_FILENAME = _COLUMN["Filename"]
+_FOLDABLE_COLUMNS = tuple(_COLUMN[k] for k in ("Depends", "Pre-Depends", "Recommends", "Provides", "Source"))
+
+
+def _column_re(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """One value per line, each matching `pattern` (linear: no value can hold a line break)."""
+    one = pattern.pattern[1:-1]
+    return re.compile(f"(?:{one})(?:\n(?:{one}))*")
+
+
+_COLUMN_CHECKS = (
+    (_COLUMN["Package"], _column_re(NAME_RE)),
+    (_COLUMN["Version"], _column_re(VERSION_RE)),
+    (_COLUMN["Architecture"], _column_re(ARCH_RE)),
+    # Flat, so that the column reads at C speed; `_columns_ok` refuses empty, `.` and `..` parts.
+    (_COLUMN["Filename"], _column_re(re.compile(r"^pool/[A-Za-z0-9+_.~%:/-]*[A-Za-z0-9+_.~%:-]$"))),
+    (_COLUMN["Size"], _column_re(re.compile(r"^[0-9]+$"))),
+    (_COLUMN["SHA256"], _column_re(SHA256_RE)),
+    (_COLUMN["Multi-Arch"], _column_re(re.compile(r"^(?:|no|same|foreign|allowed)$"))),
+)
