@@ -8,7 +8,8 @@ shuffles it):
 - ``share-100``: every GPU task asks for part of one GPU: a whole-GPU task
   is replaced by one of the trace's own sharing tasks (GPU share, CPU and
   memory together, so the CPU per GPU stays what sharing tasks ask for);
-- ``share-80``: whole-GPU tasks are replaced so until 80 % of GPU tasks share;
+- ``share-80``: whole-GPU tasks are replaced so until sharing tasks carry 80 % of the GPU
+  request (the paper's measure for its gpushare variants);
 - ``constrained-10`` / ``constrained-33``: that share of the GPU tasks may
   only run on one GPU model, drawn in proportion to the cluster's GPUs of
   each model;
@@ -38,12 +39,19 @@ def _whole_one(task: Request) -> bool:
 
 
 def _sharing(tasks: list[Request], fraction: float, rng: np.random.Generator) -> list[Request]:
+    """Replace non-sharing GPU tasks by the trace's sharing tasks until shares carry `fraction`
+    of the GPU request (every GPU task when `fraction` is 1)."""
     shares = [t for t in tasks if t.is_sharing] or [Request(gpu_milli=MILLI_PER_GPU // 2, num_gpu=1)]
-    gpu = [i for i, t in enumerate(tasks) if t.num_gpu]
-    want = int(round(fraction * len(gpu))) - sum(tasks[i].is_sharing for i in gpu)
     out = list(tasks)
-    for i in rng.permutation([i for i in gpu if not tasks[i].is_sharing])[: max(want, 0)]:
-        out[i] = replace(shares[int(rng.integers(len(shares)))], gpu_models=tasks[i].gpu_models)
+    shared = sum(t.total_gpu_milli for t in tasks if t.is_sharing)
+    total = sum(t.total_gpu_milli for t in tasks)
+    for i in rng.permutation([i for i, t in enumerate(tasks) if t.num_gpu and not t.is_sharing]):
+        if fraction < 1 and shared >= fraction * total:
+            break
+        new = replace(shares[int(rng.integers(len(shares)))], gpu_models=tasks[i].gpu_models)
+        shared += new.total_gpu_milli
+        total += new.total_gpu_milli - tasks[i].total_gpu_milli
+        out[i] = new
     return out
 
 
