@@ -1,6 +1,6 @@
 """Scheduler benchmark: trace replay of every placement policy on the Alibaba GPU-sharing trace.
 
-    .venv/bin/python benchmarks/scheduler.py [--traces DIR] [--seeds 42-51] [--mix-seeds 42-44] [--jobs 2]
+    .venv/bin/python benchmarks/scheduler.py [--traces DIR] [--seeds 42-51] [--mix-seeds 42-51] [--jobs 2]
 
 The trace is read from --traces, else $RESERVOIR_TRACES, else ../shared/traces
 beside the repository; the mixes are derived from it (sessions/mixes.py, mix
@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traces", type=Path, default=Path(os.environ.get("RESERVOIR_TRACES", REPO.parent / "shared" / "traces")))
     parser.add_argument("--seeds", default="42-51", help="seeds for the default trace")
-    parser.add_argument("--mix-seeds", default="42-44", help="seeds for the derived mixes")
+    parser.add_argument("--mix-seeds", default="42-51", help="seeds for the derived mixes")
     parser.add_argument("--policies", default=",".join(POLICY_NAMES))
     parser.add_argument("--mixes", default=",".join(MIX_NAMES))
     parser.add_argument("--jobs", type=int, default=2)
@@ -60,20 +60,21 @@ def main() -> None:
     opts = parser.parse_args()
     policies = opts.policies.split(",")
     mixes = opts.mixes.split(",")
-    runs = [
-        (opts.traces, mix, policy, seed)
-        for mix in mixes
-        for policy in policies
-        for seed in (seed_range(opts.seeds) if mix == "default" else seed_range(opts.mix_seeds))
-    ]
+
+    def seeds_of(mix: str) -> list[int]:
+        return seed_range(opts.seeds) if mix == "default" else seed_range(opts.mix_seeds)
+
+    runs = [(opts.traces, mix, policy, seed) for mix in mixes for policy in policies for seed in seeds_of(mix)]
     with ProcessPoolExecutor(opts.jobs) as pool:
         results = list(pool.map(one_run, runs))
 
     rate: dict[tuple[str, str], list[float]] = {}
+    by_seed: dict[tuple[str, str, int], float] = {}
     seconds: dict[str, list[float]] = {}
     sizes: dict[str, list[int]] = {}
-    for mix, policy, _seed, alloc, elapsed, n in results:
+    for mix, policy, seed, alloc, elapsed, n in results:
         rate.setdefault((mix, policy), []).append(alloc)
+        by_seed[(mix, policy, seed)] = alloc
         if mix == "default":
             seconds.setdefault(policy, []).append(elapsed)
             sizes.setdefault(policy, []).append(n)
@@ -98,6 +99,12 @@ def main() -> None:
                 f"{mix} {statistics.mean(rate[(mix, ours)]) / statistics.mean(rate[(mix, peer)]):.4f}" for mix in mixes
             )
             print(f"ratio {ours} / {peer}: {ratios}")
+            # Paired by seed (same tuned, shuffled workload): how often ours is at least the peer.
+            wins = ", ".join(
+                f"{mix} {sum(by_seed[(mix, ours, s)] >= by_seed[(mix, peer, s)] for s in seeds_of(mix))}/{len(seeds_of(mix))}"
+                for mix in mixes
+            )
+            print(f"seeds where {ours} >= {peer}: {wins}")
     if opts.plot is not None:
         opts.plot.parent.mkdir(parents=True, exist_ok=True)
         nodes = load_nodes(opts.traces / "openb_node_list_gpu_node.csv")
