@@ -8,6 +8,7 @@ is refused for that other kind, so a typo never passes silently.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -32,7 +33,9 @@ def _owners() -> tuple[dict[str, OptionSpec], dict[str, set[str]]]:
     owners: dict[str, set[str]] = {}
     for kind in installed_kinds():
         for spec in ecosystem(kind).cli_options():
-            specs.setdefault(spec.name, spec)
+            first = specs.setdefault(spec.name, spec)
+            if spec.help not in first.help.split("; "):
+                specs[spec.name] = replace(first, help=f"{first.help}; {spec.help}")
             owners.setdefault(spec.name, set()).add(kind)
     return specs, owners
 

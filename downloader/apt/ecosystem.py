@@ -133,7 +133,7 @@ class AptEcosystem:
 
     def cli_options(self) -> list[OptionSpec]:
         return [
-            OptionSpec(("--package",), "packages", "apt: a Debian package name (repeatable).", multiple=True),
+            OptionSpec(("--package",), "packages", "apt: a Debian package name (repeatable)", multiple=True),
             OptionSpec(("--suite",), "suites", "apt: a suite or codename (repeatable: one closure across them all).",
                        multiple=True),
             OptionSpec(("--component",), "components", "apt: an archive component (repeatable; default: main).",

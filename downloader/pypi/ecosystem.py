@@ -117,7 +117,7 @@ class PyPIEcosystem:
 
     def cli_options(self) -> list[OptionSpec]:
         return [
-            OptionSpec(("--package",), "packages", "pypi: a PEP 508 requirement (repeatable).", multiple=True),
+            OptionSpec(("--package",), "packages", "pypi: a PEP 508 requirement (repeatable)", multiple=True),
             OptionSpec(("--requirements",), "requirements_file", "pypi: a file of PEP 508 requirements, one a line.",
                        type=click.Path(path_type=Path, dir_okay=False)),
             OptionSpec(("--python",), "pythons", "pypi: target Python X.Y (repeatable; default: this one's).",
