@@ -40,11 +40,11 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def debroot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+@pytest.fixture
+def debroot(tmp_path: Path) -> Iterator[Path]:
     if not have_dpkg_deb() or shutil.which("gpg") is None:
         _skip_or_fail("dpkg-deb and gpg are needed")
-    into = tmp_path_factory.mktemp("root") / "root"
+    into = tmp_path / "root"
     try:
         root = fresh_root(into)
     except NoDebootstrap as exc:
@@ -151,3 +151,66 @@ def test_install_upgrade_and_update_during_publishes(site: AppContext, debroot: 
         assert not errors, errors
         assert published[0] >= 2, "the site did not republish during the updates"
         assert not_found(server.access_lines()) == []
+
+
+def test_hub_to_bundle_to_site_then_apt_get(debroot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole flow: a signed upstream on 127.0.0.1, `reservoir sync`, export, import, serve, apt-get install."""
+    from click.testing import CliRunner
+
+    from reservoir.cli import cli
+    from tests.support.apt_repo import make_key, write_repo
+    from tests.support.http_folder import serve_folder
+
+    monkeypatch.setattr("hub.sync.vetters", lambda: [])  # scancode is slow and tested on its own
+
+    def invoke(home: Path, *args: str) -> str:
+        done = CliRunner().invoke(cli, ["--home", str(home), *args], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    key = make_key(tmp_path / "archive-key")
+    hub, site_home, media = tmp_path / "hub", tmp_path / "s", tmp_path / "media"
+    built: dict[str, list[Path]] = {}
+    for suite, spec in FIXTURE_SET:
+        built.setdefault(suite, []).append(build_deb(spec, tmp_path / "debs" / suite))
+    repo_root = tmp_path / "upstream"
+    write_repo(repo_root, built, key)
+    try:
+        with serve_folder(repo_root) as upstream:
+            invoke(hub, "init", "--role", "hub")
+            invoke(hub, "channel", "add", CHANNEL, "--kind", "apt", "--upstream", upstream.url, "--suite", "stable",
+                   "--suite", "stable-updates", "--component", "main", "--arch", "amd64", "--package", "hello",
+                   "--keyring", str(key.public))
+            invoke(hub, "sync")
+            invoke(hub, "key", "export", "--out", str(tmp_path / "hub.pub"))
+            invoke(site_home, "init", "--role", "site")
+            invoke(site_home, "trust", "add", str(tmp_path / "hub.pub"))
+            bundle = invoke(hub, "export", "--out", str(media)).strip().splitlines()[-1]
+            invoke(site_home, "import", bundle)
+            with run_server(site_home) as server:
+                site = AppContext(site_home)
+                (debroot / "etc/apt/sources.list.d/reservoir.sources").write_text(sources(site, server.url))
+                update = apt(debroot, "update")
+                assert update.returncode == 0 and "W:" not in update.stderr, update.stdout + update.stderr
+                install = apt(debroot, "install", "-y", "hello")
+                assert install.returncode == 0, install.stdout + install.stderr
+                assert in_root(debroot, "hello").stdout.strip() == "Hello from the fixture archive"
+
+                # A newer upstream hello: sync, a second (incremental) bundle, and apt-get upgrade takes it.
+                newer = DebSpec("hello", "1.2-1", depends="libgreet1 (>= 2.0), mail-transport-agent, "
+                                "nosuch-pager | less-fixture, greet-data, python3-fixture:any",
+                                files={"usr/bin/hello": HELLO_SCRIPT.replace("Hello", "Hello again")})
+                built["stable-updates"].append(build_deb(newer, tmp_path / "debs" / "newer"))
+                write_repo(repo_root, built, key)
+                invoke(hub, "sync")
+                second = invoke(hub, "export", "--out", str(media)).strip().splitlines()[-1]
+                invoke(site_home, "import", second)
+                assert apt(debroot, "update").returncode == 0
+                upgrade = apt(debroot, "upgrade", "-y")
+                assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+                assert in_root(debroot, "hello").stdout.strip() == "Hello again from the fixture archive"
+                assert not_found(server.access_lines()) == []
+                site.close()
+    finally:
+        key.close()
+        stop_agent(site_home / "keys" / "gnupg")
