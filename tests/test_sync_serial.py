@@ -155,3 +155,27 @@ def test_file_upstream_with_serials_reads_only_changed_pages(tmp_path: Path, whe
     third = sync(home)
     assert "+ beta 1.1 (1 file," in third.stdout
     assert sorted(read) == sorted([tree.file_url, tree.file_url + "beta/"])
+
+
+def test_a_root_larger_than_the_requests_it_saves_is_not_read_again(tmp_path: Path, served: RunningIndex,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A curated channel on a huge index (PyPI's root is tens of MB) asks its few pages instead."""
+    monkeypatch.setattr("downloader.pypi.adapter.ROOT_BYTES_PER_PAGE", 16)  # this root: hundreds of bytes, 3 pages
+    home = tmp_path / "hub"
+    hub_on(home, served.url)
+    sync(home)
+    served.reset()
+    sync(home)  # the root's size is not known yet: read once
+    assert served.count("root") == 1
+    served.reset()
+    again = sync(home)
+    assert "0 added, 0 removed, 0 failed; downloaded 0 files" in again.stdout
+    assert served.count("root") == 0 and served.total() == 3, dict(served.requests)
+
+
+def test_root_worth_reading() -> None:
+    from downloader.pypi.adapter import ROOT_BYTES_PER_PAGE, root_worth_reading
+
+    assert root_worth_reading(None, 1)
+    assert root_worth_reading(50 * ROOT_BYTES_PER_PAGE, 50)
+    assert not root_worth_reading(50 * ROOT_BYTES_PER_PAGE + 1, 50)

@@ -61,6 +61,7 @@ class CachedRoot:
     last_modified: str | None
     options_digest: str
     serial: int | None  # the root's `meta._last-serial`; None: the upstream offers no serials
+    size: int | None = None  # bytes of the root's body when last read; None: not known
 
 
 @dataclass
@@ -92,6 +93,18 @@ class Caches:
     def remember_metadata(self, file_sha256: str, entry: CachedMetadata) -> None:
         self.metadata[file_sha256] = entry
         self.changed_metadata.add(file_sha256)
+
+
+# A conditional page request costs a round trip and about this many bytes of headers.
+# The root of a large index (PyPI's lists every project: tens of MB) is worth
+# reading only when it is smaller than the page requests it saves, so a
+# curated channel of fifty projects keeps asking its fifty pages.
+ROOT_BYTES_PER_PAGE = 32 * 1024
+
+
+def root_worth_reading(root_size: int | None, pages: int) -> bool:
+    """Whether one read of the root index costs less than asking each of `pages` pages."""
+    return root_size is None or root_size <= pages * ROOT_BYTES_PER_PAGE
 
 
 # Only the JSON root carries serials; an HTML root is still read (and ignored) if that is all there is.
@@ -189,6 +202,8 @@ class PyPIAdapter:
             return None  # nothing to skip: a first sync, or an upstream whose pages carry no serials
         digest = self.options_digest
         cached = self.caches.root
+        if cached is not None and not root_worth_reading(cached.size, len(self.caches.pages)):
+            return None
         options_changed = cached is not None and cached.options_digest != digest
         conditional = cached is not None and cached.serial is not None and not options_changed
         url = self.upstream.rstrip("/") + "/"
@@ -203,7 +218,8 @@ class PyPIAdapter:
                     if page.listed_serial is not None}
         serials = parse_root_serials(response.content_type, response.body) if response.status == 200 else None
         root_serial = parse_root_serial(response.body) if serials is not None else None
-        self.caches.remember_root(CachedRoot(response.etag, response.last_modified, digest, root_serial))
+        size = len(response.body) if response.status == 200 else None
+        self.caches.remember_root(CachedRoot(response.etag, response.last_modified, digest, root_serial, size))
         if serials is None:
             return None
         for project, page in self.caches.pages.items():

@@ -52,6 +52,7 @@ class UpstreamRoot(Base):
     last_modified: Mapped[str | None] = mapped_column(Text, nullable=True)
     options_digest: Mapped[str] = mapped_column(String(64))
     serial: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
@@ -70,7 +71,7 @@ def load_caches(session: Session, channel_id: int) -> Caches:
                                                 page.serial, page.listed_serial)
     root = session.get(UpstreamRoot, channel_id)
     if root is not None:
-        caches.root = CachedRoot(root.etag, root.last_modified, root.options_digest, root.serial)
+        caches.root = CachedRoot(root.etag, root.last_modified, root.options_digest, root.serial, root.size)
     for row in session.scalars(select(FileMetadata)):
         caches.metadata[row.file_sha256] = CachedMetadata(row.metadata_sha256, row.fields)
     return caches
@@ -106,7 +107,8 @@ def save_caches(session: Session, channel_id: int, caches: Caches) -> None:
     if caches.root_changed and caches.root is not None:
         root = caches.root
         session.merge(UpstreamRoot(channel_id=channel_id, etag=root.etag, last_modified=root.last_modified,
-                                   options_digest=root.options_digest, serial=root.serial, fetched_at=utcnow()))
+                                   options_digest=root.options_digest, serial=root.serial, size=root.size,
+                                   fetched_at=utcnow()))
     changed = sorted(caches.changed_metadata)
     if changed:
         known = {sha for chunk in _chunks(changed)
