@@ -309,3 +309,44 @@ def test_a_deb_declares_its_license_through_its_dep5_copyright(debs: dict[str, l
     not_a_deb.write_bytes(b"!<arch>\ngarbage")
     with not_a_deb.open("rb") as stream:
         assert license_files(not_a_deb.name, stream) == []
+
+
+def test_an_unchanged_inrelease_over_http_is_one_conditional_request_and_no_index(
+        repo: Repo, keys: tuple[ArchiveKey, ArchiveKey], tmp_path: Path) -> None:
+    from aiohttp import web
+
+    asked: list[tuple[str, int]] = []
+
+    async def log(request: web.Request, response: web.StreamResponse) -> None:
+        # The final status: a file response picks 304 only as it is sent.
+        asked.append((request.path, response.status))
+
+    async def run() -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
+        app = web.Application()
+        app.on_response_prepare.append(log)
+        app.router.add_static("/", repo.root)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            sources = [SuiteSource(s, f"http://127.0.0.1:{port}/", (str(keys[0].public),)) for s in repo.suites]
+            options = parse_options(list(repo.suites), ["main"], "amd64", ["hello"], sources)
+            blobs, caches = BlobStore(tmp_path / "blobs"), AptCaches()
+            async with Fetcher() as fetcher:
+                first = await AptAdapter(options, blobs, caches, fetcher, tmp_path).select()
+            before = list(asked)
+            asked.clear()
+            async with Fetcher() as fetcher:
+                again = AptAdapter(options, blobs, AptCaches.from_json(caches.to_json()), fetcher, tmp_path)
+                second = await again.select()
+            assert second.snapshot() == first.snapshot() and not again.caches.changed
+            return before, list(asked), again.indexes_fetched
+        finally:
+            await runner.cleanup()
+
+    first, second, fetched = asyncio.run(run())
+    assert sorted(p for p, _ in first if "by-hash" in p) and all(s == 200 for _, s in first)
+    assert sorted(second) == [("/dists/stable-updates/InRelease", 304), ("/dists/stable/InRelease", 304)]
+    assert fetched == 0
