@@ -34,7 +34,7 @@ from downloader.apt.release import (
     verify_inrelease,
 )
 from downloader.apt.sources import SuiteSource
-from downloader.pypi.fetch import Fetcher
+from downloader.fetch import Fetcher
 from reservoir.blobs import BlobStore
 from reservoir.errors import ConfigError, IntegrityError
 from tests.support.apt_repo import Repo, ArchiveKey, make_key, sign_suite, write_index, write_repo

@@ -142,14 +142,14 @@ def test_file_upstream_with_serials_reads_only_changed_pages(tmp_path: Path, whe
     sync(home)
     sync(home)
     write_index(tree.root, [wheels["beta-1.1-py3-none-any.whl"]], serials=True)
-    import downloader.pypi.fetch as fetch
+    import downloader.fetch as fetch
 
     read: list[str] = []
     original = fetch._read_file_page
 
-    def counting(what: str, url: str) -> fetch.PageResponse:
+    def counting(what: str, url: str, folder_pages: tuple[tuple[str, str], ...] = ()) -> fetch.PageResponse:
         read.append(url)
-        return original(what, url)
+        return original(what, url, folder_pages)
 
     monkeypatch.setattr(fetch, "_read_file_page", counting)
     third = sync(home)

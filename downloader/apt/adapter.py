@@ -40,7 +40,7 @@ from downloader.apt.release import (
     verify_inrelease,
 )
 from downloader.base import SelectedRelease, Selection, UpstreamFile
-from downloader.pypi.fetch import NotFound  # the shared transport's "404", whichever adapter uses it
+from downloader.fetch import NotFound
 from reservoir.blobs import BlobStore
 
 
@@ -52,7 +52,7 @@ class PageLike(Protocol):
 
 
 class Fetch(Protocol):
-    """What the adapter asks of the transport (downloader.pypi.fetch.Fetcher has it)."""
+    """What the adapter asks of the transport (downloader.fetch.Fetcher has it)."""
 
     async def get_page(self, what: str, url: str, etag: str | None = None, last_modified: str | None = None,
                        accept: str = "") -> Any: ...

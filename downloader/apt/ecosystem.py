@@ -32,7 +32,7 @@ from downloader.base import (
     UpstreamFile,
     store_files,
 )
-from downloader.pypi.fetch import Fetcher  # the shared http(s)/file:// transport
+from downloader.fetch import Fetcher
 from reservoir.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from typing import Any
 
 from downloader.base import SelectedRelease, Selection, StoreOutcome, UpstreamFile
 from downloader.pypi.closure import Closure, gather_all
-from downloader.pypi.fetch import Fetcher, NotFound, Unreachable, is_file_url, upstream_root_exists
+from downloader.fetch import Fetcher, NotFound, Unreachable, is_file_url, upstream_root_exists
 from downloader.pypi.files import SDIST, WHEEL, Distribution
 from downloader.pypi.index import (
     ACCEPT,

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import click
 
 from downloader.base import ChannelSetup, ChannelSpec, FetchPolicy, OptionSpec, Selection, StoreOutcome, UpstreamFile
+from downloader.fetch import Fetcher
 from downloader.pypi.adapter import Caches, PyPIAdapter
-from downloader.pypi.fetch import Fetcher
+from downloader.pypi.index import JSON_TYPE
 from downloader.pypi.options import PyPIOptions, read_requirements_file
 from downloader.pypi.targets import host_platform, host_python
 from reservoir.errors import ConfigError
@@ -25,6 +26,17 @@ if TYPE_CHECKING:
 
     from downloader.base import AdapterState
     from reservoir.blobs import BlobStore
+
+
+# PyPI's page serial header, and a file:// index folder's pages: PEP 691 JSON
+# beside the HTML wins, as content negotiation would.
+SERIAL_HEADER = "X-PyPI-Last-Serial"
+FOLDER_PAGES = (("index.json", JSON_TYPE), ("index.html", "text/html"))
+
+
+def pypi_fetcher(policy: FetchPolicy) -> Fetcher:
+    """The shared transport, told where PyPI keeps its serials and its folder pages."""
+    return Fetcher(policy, serial_header=SERIAL_HEADER, folder_pages=FOLDER_PAGES)
 
 
 def _pip_config_index_url() -> str | None:
@@ -89,7 +101,7 @@ class PyPISync:
         return self.fetcher.downloaded_bytes
 
     async def __aenter__(self) -> PyPISync:
-        self._fetcher = await Fetcher(self.policy).__aenter__()
+        self._fetcher = await pypi_fetcher(self.policy).__aenter__()
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

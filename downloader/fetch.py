@@ -1,6 +1,8 @@
 """Upstream access over http(s) and file://, with retries, into the blob store.
 
-One `Fetcher` per sync: one aiohttp connection pool, a bound on requests in
+The transport every adapter shares; what is an ecosystem's own (PyPI's
+serial header, the index file names of a `file://` index folder) is given to
+the `Fetcher` by the adapter that makes it. One `Fetcher` per sync: one aiohttp connection pool, a bound on requests in
 flight, per-request timeouts, and retries with exponential backoff on
 connection errors and 5xx/429 answers. Package files stream into
 `BlobStore.writer`, so the sha256 is checked while the bytes arrive and a
@@ -27,7 +29,6 @@ from reservoir.errors import IntegrityError, ReservoirError
 T = TypeVar("T")
 CHUNK = 1 << 16
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-SERIAL_HEADER = "X-PyPI-Last-Serial"
 
 
 class Unreachable(ReservoirError):
@@ -45,7 +46,7 @@ class PageResponse:
     content_type: str
     etag: str | None
     last_modified: str | None
-    serial: str | None = None  # X-PyPI-Last-Serial, as sent
+    serial: str | None = None  # the Fetcher's serial header, as sent
 
 
 @dataclass
@@ -67,6 +68,10 @@ class Fetcher:
     """Use as an async context manager; counts the files and bytes it downloads."""
 
     policy: FetchPolicy = field(default_factory=FetchPolicy)
+    # A response header carrying the upstream's serial for a page (PyPI: X-PyPI-Last-Serial).
+    serial_header: str | None = None
+    # For a file:// URL naming a folder: the files that stand for its page, first found wins.
+    folder_pages: tuple[tuple[str, str], ...] = ()
     downloaded_files: int = 0
     downloaded_bytes: int = 0
     _session: aiohttp.ClientSession | None = field(default=None, init=False)
@@ -119,7 +124,7 @@ class Fetcher:
                        accept: str = "") -> PageResponse:
         """GET a page; 304 with an empty body when `etag`/`last_modified` still hold."""
         if is_file_url(url):
-            return await asyncio.to_thread(_read_file_page, what, url)
+            return await asyncio.to_thread(_read_file_page, what, url, self.folder_pages)
         headers = {"Accept": accept} if accept else {}
         if etag:
             headers["If-None-Match"] = etag
@@ -133,7 +138,7 @@ class Fetcher:
                 if resp.status == 404:
                     raise NotFound(f"{what}: not found upstream (HTTP 404 at {url})",
                                    hint="check the project name and the channel's upstream")
-                serial = resp.headers.get(SERIAL_HEADER)
+                serial = resp.headers.get(self.serial_header) if self.serial_header else None
                 if resp.status == 304:
                     return PageResponse(304, b"", "", etag, last_modified, serial)
                 if resp.status != 200:
@@ -193,14 +198,13 @@ def _commit(what: str, writer: BlobWriter) -> str:
         raise IntegrityError(f"{kind} mismatch for {what}", hint=f"{exc.message}; the file was discarded") from None
 
 
-def _read_file_page(what: str, url: str) -> PageResponse:
+def _read_file_page(what: str, url: str, folder_pages: tuple[tuple[str, str], ...] = ()) -> PageResponse:
     path = file_path(url)
     if path.is_dir():
-        # A file:// index on disk: PEP 691 JSON beside the HTML wins, like content negotiation would.
-        for name, content_type in (("index.json", "application/vnd.pypi.simple.v1+json"), ("index.html", "text/html")):
+        for name, content_type in folder_pages:
             if (path / name).is_file():
                 return PageResponse(200, (path / name).read_bytes(), content_type, None, None)
-        raise NotFound(f"{what}: not found upstream (no index.html in {path})",
+        raise NotFound(f"{what}: not found upstream (no {' or '.join(n for n, _ in folder_pages) or 'page'} in {path})",
                        hint="check the project name and the channel's upstream")
     try:
         return PageResponse(200, path.read_bytes(), "application/octet-stream", None, None)
