@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import urllib.error
@@ -79,6 +80,8 @@ class Client:
             raise _api_error(exc) from None
         except urllib.error.URLError as exc:
             raise ReservoirError(f"cannot reach {self.url}: {exc.reason}", hint=f"check {URL_ENV} and that `reservoir serve` runs") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise ReservoirError(f"{self.url} broke off the answer: {exc}", hint="try again; see the server's log if it persists") from None
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         with self._open(method, path, body) as response:

@@ -55,6 +55,7 @@ log = logging.getLogger("reservoir.sessions")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KINDS = ("interactive", "batch")
 LIVE = (SessionState.QUEUED, SessionState.STARTING, SessionState.RUNNING)
+STARTING_GRACE = timedelta(minutes=2)  # longer than any create + start of a container
 
 
 def utcnow() -> datetime:
@@ -346,11 +347,12 @@ class SessionService:
         return started
 
     def _claim(self, session_id: int) -> bool:
+        # started_at marks the attempt: a start that outlives STARTING_GRACE was abandoned by a dead process.
         with self.db.write_transaction() as session:
             result = session.execute(
                 update(ComputeSession)
                 .where(ComputeSession.id == session_id, ComputeSession.state == SessionState.QUEUED)
-                .values(state=SessionState.STARTING)
+                .values(state=SessionState.STARTING, started_at=self.now())
             )
             return bool(result.rowcount)
 
@@ -380,6 +382,7 @@ class SessionService:
             node, plan = self.plan_of(session_id)
             spec = container_spec(plan)
             backend = self.backend(node)
+            backend.remove(spec.name)  # left by an abandoned attempt (the name is the session's)
             record = spec.as_record()
             record["gpu_runtime"] = bool(spec.device_ids) and backend.has_gpu_runtime()
             container_id = backend.create(spec)
@@ -434,10 +437,9 @@ class SessionService:
         with self.db.session() as session:
             row = session.get_one(ComputeSession, session_id)
             node, container_id = row.node, row.container_id
+        self.end(session_id, None, "removed by `session rm`", removed=True)  # before the engine's destroy event can
         if node and container_id:
-            backend = self.backend(node)
-            backend.remove(container_id)
-        self.end(session_id, None, "removed by `session rm`", removed=True)
+            self.backend(node).remove(container_id)
         return self.view_by_id(session_id)
 
     # --- the engine's view -------------------------------------------------------------
@@ -464,11 +466,15 @@ class SessionService:
 
     def reconcile(self) -> None:
         """Make the rows agree with the engines: adopt what runs, end what died, stop what nobody holds."""
+        abandoned_before = self.now() - STARTING_GRACE
         with self.db.session() as session:
-            live = {
-                r.id: (r.state, r.node, r.container_id)
-                for r in session.scalars(select(ComputeSession).where(ComputeSession.state.in_([SessionState.STARTING, SessionState.RUNNING])))
+            rows = list(session.scalars(select(ComputeSession).where(ComputeSession.state.in_([SessionState.STARTING, SessionState.RUNNING]))))
+            # A start in progress (maybe in another worker) is left alone until it is clearly abandoned.
+            busy = {
+                r.id for r in rows
+                if r.state == SessionState.STARTING and (_aware(r.started_at) or abandoned_before) > abandoned_before
             }
+            live = {r.id: (r.state, r.node, r.container_id) for r in rows if r.id not in busy}
             known = set(session.scalars(select(ComputeSession.id)))
         seen: set[int] = set()
         for node in self.node_names():
@@ -479,10 +485,13 @@ class SessionService:
                 continue
             for container in containers:
                 seen.add(container.session_id)
+                if container.session_id in busy:
+                    continue
                 self._reconcile_one(node, container, live.get(container.session_id), container.session_id in known)
         for session_id, (state, node, _cid) in live.items():
-            if session_id not in seen and node and state == SessionState.RUNNING:
-                self.end(session_id, None, "its container was removed outside Reservoir")
+            if session_id not in seen and node:
+                self.end(session_id, None, "its container was removed outside Reservoir" if state == SessionState.RUNNING
+                         else "its start was abandoned (the server stopped); create it again")
         self.start_placed()
 
     def _reconcile_one(self, node: str, container: ContainerState, live: tuple[SessionState, str | None, str | None] | None, known: bool) -> None:
@@ -502,8 +511,9 @@ class SessionService:
                     row.state, row.container_id, row.node = SessionState.RUNNING, container.id, node
                     row.started_at = row.started_at or self.now()
             return
-        if state == SessionState.STARTING and container_id is None:
-            self.backend(node).remove(container.id)  # created by a server that died before recording it
+        if state == SessionState.STARTING:
+            self.backend(node).remove(container.id)  # created by a process that died before starting it
+            self.end(container.session_id, None, "its start was abandoned (the server stopped); create it again")
             return
         code = container.exit_code
         self.end(container.session_id, code, "killed: out of memory (ask for more with -r mem=)" if container.oom_killed else _exit_reason(code))
@@ -551,8 +561,9 @@ class SessionService:
                 continue
             idle_for = now - last_active
             if idle_for >= timeout:
-                backend.stop(container_id)
+                # Ended first: the stop's `die` event then finds it ended instead of calling it a crash.
                 self.end(session_id, None, f"reclaimed: idle for {int(idle_for.total_seconds() // 60)} min (site policy)")
+                backend.stop(container_id)
                 ended.append(session_id)
             elif idle_for >= timeout - self.config.idle_warning and warned is None:
                 deadline = last_active + timeout

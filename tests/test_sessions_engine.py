@@ -276,7 +276,7 @@ def test_an_idle_interactive_session_is_warned_in_its_log_then_reclaimed(home: P
             alice = tokens["alice"]
             idle = created_id(cli(home, server, alice, "session", "create", IMAGE, "-r", "cuda.shares=0.5"))
             ended = wait_for(home, server, alice, idle, "ended", timeout=30)
-            assert ended["status"].startswith("reclaimed: idle for")
+            assert ended["status"].startswith("reclaimed: idle for"), ended
             assert "reservoir: this session is idle; it will be ended at" in cli(home, server, alice, "session", "logs", idle).stdout
             assert gpus_used(home) == "0.00"
     finally:
