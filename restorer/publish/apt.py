@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -51,7 +52,7 @@ from typing import Any
 
 from debian.debian_support import version_compare
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from reservoir.blobs import BlobStore
 from reservoir.errors import ReservoirError
@@ -143,43 +144,33 @@ def leaf_key(channel: str, suite: str, component: str) -> str:
     return f"{channel}/{DISTS}/{suite}/{component}"
 
 
-def _field_name(line: str) -> str | None:
-    head, colon, _ = line.partition(":")
-    if not colon or not head or any(not ("!" <= ch <= "~") for ch in head):
-        return None
-    return head
+# One stanza: field lines (a name of printable ASCII but the colon, then the value) and folded lines.
+_STANZA_RE = re.compile(r"[!-9;-~]+:[^\n]*(?:\n(?:[!-9;-~]+:[^\n]*|[ \t][^\n]*))*")
+_SITE_LINES_RE = re.compile(r"^(?:Filename|Size|MD5sum|SHA1|SHA256|SHA512):[^\n]*\n(?:[ \t][^\n]*\n)*",
+                            re.MULTILINE | re.IGNORECASE)
+_IDENTITY_RE = re.compile(r"^(Package|Version|Architecture):[ \t]*([^\n]*?)[ \t]*$", re.MULTILINE)
 
 
 def site_stanza(package: Package, channel: str) -> bytes:
     """The upstream's stanza with the site's Filename, Size and SHA256; refuses one that is not one stanza of this package."""
-    lines = package.control.rstrip("\n").split("\n")
-    kept: list[str] = []
+    control = package.control.rstrip("\n")
+    where = f"{channel}: {package.name} {package.version}"
+    if not control.startswith("Package:") or "\r" in control:
+        raise AptPublishError(f"{where}: its stanza does not start with Package")
+    if _STANZA_RE.fullmatch(control) is None:
+        bad = next((n for n, line in enumerate(control.split("\n"), 1)
+                    if not re.match(r"[!-9;-~]+:|[ \t]", line)), 0)
+        raise AptPublishError(f"{where}: stanza line {bad} is no field")
     seen: dict[str, str] = {}
-    dropping = False
-    for number, line in enumerate(lines, 1):
-        if line[:1] in (" ", "\t"):
-            if number == 1:
-                raise AptPublishError(f"{channel}: {package.name} {package.version}: its stanza starts with a folded line")
-            if not dropping:
-                kept.append(line)
-            continue
-        name = _field_name(line)
-        if name is None or "\r" in line:
-            raise AptPublishError(f"{channel}: {package.name} {package.version}: stanza line {number} is no field "
-                                  f"({line[:40]!r})")
-        seen.setdefault(name.lower(), line.partition(":")[2].strip())
-        dropping = name.lower() in _SITE_FIELDS
-        if not dropping:
-            kept.append(line)
-    for field_name, wanted in (("package", package.name), ("version", package.version),
-                               ("architecture", package.arch)):
-        if seen.get(field_name) != wanted:
-            raise AptPublishError(f"{channel}: {package.name} {package.version}: its stanza says "
-                                  f"{field_name.title()} {seen.get(field_name)!r}, not {wanted!r}")
-    if not lines[0].startswith("Package:"):
-        raise AptPublishError(f"{channel}: {package.name} {package.version}: its stanza does not start with Package")
-    kept += [f"Filename: {package.pool_path}", f"Size: {package.size}", f"SHA256: {package.sha256}"]
-    return ("\n".join(kept) + "\n\n").encode()
+    for name, value in _IDENTITY_RE.findall(control):
+        if name in seen:
+            raise AptPublishError(f"{where}: its stanza gives {name} twice")
+        seen[name] = value
+    for name, wanted in (("Package", package.name), ("Version", package.version), ("Architecture", package.arch)):
+        if seen.get(name) != wanted:
+            raise AptPublishError(f"{where}: its stanza says {name} {seen.get(name)!r}, not {wanted!r}")
+    kept = _SITE_LINES_RE.sub("", control + "\n")
+    return (f"{kept}Filename: {package.pool_path}\nSize: {package.size}\nSHA256: {package.sha256}\n\n").encode()
 
 
 def _version_order(a: Package, b: Package) -> int:
@@ -188,6 +179,8 @@ def _version_order(a: Package, b: Package) -> int:
 
 def keep_newest(packages: Iterable[Package], keep: int) -> list[Package]:
     """Per suite, component, name and architecture, the `keep` newest versions (all when 0)."""
+    if not keep:
+        return list(packages)
     groups: dict[tuple[str, str, str, str], list[Package]] = defaultdict(list)
     for package in packages:
         groups[(package.suite, package.component, package.name, package.arch)].append(package)
@@ -207,30 +200,34 @@ def installability_checker() -> Checker | None:
 
 
 def _packages(session: Session, channel: Channel) -> tuple[list[Package], list[str]]:
-    """Every `.deb` the catalog serves in `channel`, and what is wrong with the records it cannot."""
+    """Every `.deb` the catalog serves in `channel`, and what is wrong with the records it cannot.
+
+    Plain columns, not ORM objects: a republish reads the whole channel, and this is most of its cost.
+    """
     out: list[Package] = []
     problems: list[str] = []
-    query = (
-        select(Release)
-        .where(Release.channel_id == channel.id, Release.state == ReleaseState.ACTIVE, Release.gate == Gate.ALLOWED)
-        .options(selectinload(Release.artifacts))
-        .order_by(Release.id)
+    rows = session.execute(
+        select(Release.id, Release.name, Release.version, Release.meta, Artifact.filename, Artifact.sha256,
+               Artifact.size)
+        .join(Artifact, Artifact.release_id == Release.id)
+        .where(Release.channel_id == channel.id, Release.state == ReleaseState.ACTIVE, Release.gate == Gate.ALLOWED,
+               Artifact.state == ArtifactState.STORED, Artifact.filename.like("%.deb"))
+        .order_by(Release.id, Artifact.id)
     )
-    for release in session.scalars(query):
-        meta = release.meta or {}
-        debs = [a for a in release.artifacts if a.state == ArtifactState.STORED and a.filename.endswith(".deb")]
-        if not debs:
+    seen: set[int] = set()
+    for release_id, name, version, meta, filename, sha256, size in rows:
+        if release_id in seen:
             continue
-        artifact = debs[0]
+        seen.add(release_id)
+        meta = meta or {}
         try:
             package = Package(
-                name=release.name, version=release.version, arch=str(meta["architecture"]), suite=str(meta["suite"]),
-                component=str(meta["component"]), source=str(meta.get("source") or release.name),
-                control=str(meta["control"]), filename=artifact.filename, sha256=artifact.sha256,
-                size=int(artifact.size or 0), meta=meta,
+                name=name, version=version, arch=str(meta["architecture"]), suite=str(meta["suite"]),
+                component=str(meta["component"]), source=str(meta.get("source") or name),
+                control=str(meta["control"]), filename=filename, sha256=sha256, size=int(size or 0), meta=meta,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{channel.name}: {release.name} {release.version}: no {exc} in its record")
+            problems.append(f"{channel.name}: {name} {version}: no {exc} in its record")
             continue
         out.append(package)
     return out, problems
@@ -292,11 +289,12 @@ class AptPublisher:
         policy = ChannelPolicy.from_options(channel.name, channel.options)
         packages, problems = _packages(session, channel)
         served: list[Package] = []
+        stanzas: dict[tuple[str, str, str], bytes] = {}
         for package in packages:
             if package.arch not in (policy.arch, "all"):
                 continue
             try:
-                site_stanza(package, channel.name)
+                stanzas[package.key] = site_stanza(package, channel.name)
             except AptPublishError as exc:
                 problems.append(exc.message)
                 continue
@@ -319,7 +317,7 @@ class AptPublisher:
         by_leaf: dict[str, list[Package]] = defaultdict(list)
         for package in wanted:
             by_leaf[leaf_key(channel.name, package.suite, package.component)].append(package)
-        return [self._leaf(channel.name, policy, key, group, blobs) for key, group in sorted(by_leaf.items())]
+        return [self._leaf(channel.name, policy, key, group, stanzas, blobs) for key, group in sorted(by_leaf.items())]
 
     def _check(self, channel: str, policy: ChannelPolicy, served: list[Package],
                wanted: list[Package]) -> dict[tuple[str, str, str], str]:
@@ -331,10 +329,10 @@ class AptPublisher:
         return checker([(p.name, p.version, p.meta) for p in served], policy.arch, f"the site's {channel}",
                        check=[p.key for p in wanted], hold=policy.hold_uninstallable)
 
-    def _leaf(self, channel: str, policy: ChannelPolicy, key: str, packages: list[Package], blobs: BlobStore) -> Leaf:
+    def _leaf(self, channel: str, policy: ChannelPolicy, key: str, packages: list[Package],
+              stanzas: Mapping[tuple[str, str, str], bytes], blobs: BlobStore) -> Leaf:
         packages.sort(key=lambda p: (p.name, p.version, p.arch))
-        stanzas = [(p.name, site_stanza(p, channel)) for p in packages]
-        index = render_index(stanzas, self.cache)
+        index = render_index([(p.name, stanzas[p.key]) for p in packages], self.cache)
         folder = f"binary-{policy.arch}"
         pages = {f"{folder}/Packages": index.plain, f"{folder}/Packages.gz": index.gz,
                  f"{folder}/Packages.xz": index.xz}
