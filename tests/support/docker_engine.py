@@ -4,14 +4,13 @@ The engine runs with its own socket, exec root and pid file in a temporary folde
 and no iptables rules, so it touches nothing the machine already runs. Its data root lives
 outside the checkout and is kept between runs (images stay imported).
 
-The image is a `debootstrap --variant=minbase` root with python3, pip and venv, from the
-suite and mirror the host's own apt sources name; its tarball is cached under
-~/.cache/reservoir/images keyed by those inputs, so a fresh machine pays for it once.
+The image is sessions.images' `debootstrap --variant=minbase` root with python3, pip and
+venv, from the host's own apt sources, cached under ~/.cache/reservoir/images keyed by
+those inputs (the same cache `reservoir session image build --debootstrap` and the demo use).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -23,12 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from reservoir.errors import ReservoirError
+from sessions.images import debootstrap_tarball, default_cache_dir
 from tests.support.clients import missing
 
-IMAGE_PACKAGES = ("python3", "python3-pip", "python3-venv")
 DATA_ROOT_ENV = "RESERVOIR_TEST_DOCKER_ROOT"
 DEFAULT_DATA_ROOT = Path("/var/cache/reservoir-test-docker")
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reservoir" / "images"
+CACHE_DIR = default_cache_dir()
 
 
 @dataclass(frozen=True)
@@ -38,71 +38,28 @@ class Engine:
     log: Path
 
 
-def _host_apt_source() -> tuple[str, str] | None:
-    """(suite, mirror URL) of the host's first deb822 source that is not a security or updates suite."""
-    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
-    for path in sources:
-        fields: dict[str, str] = {}
-        for line in path.read_text().splitlines() + [""]:
-            if not line.strip():
-                if fields.get("URIs") and fields.get("Suites") and "deb" in fields.get("Types", "").split():
-                    suites = [s for s in fields["Suites"].split() if "-" not in s]
-                    if suites:
-                        return suites[0], fields["URIs"].split()[0]
-                fields = {}
-                continue
-            if line.startswith("#") or ":" not in line:
-                continue
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    listing = Path("/etc/apt/sources.list")
-    if listing.exists():
-        for line in listing.read_text().splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] == "deb" and "-" not in parts[2]:
-                url = next(p for p in parts[1:] if "://" in p)
-                return parts[parts.index(url) + 1], url
-    return None
-
-
 def python_image_tarball() -> Path:
-    """The cached root filesystem tarball; built with debootstrap when missing."""
-    source = _host_apt_source()
-    if source is None:
-        missing("an apt source on this host (to debootstrap a Python image)")
-    assert source is not None
-    suite, mirror = source
-    key = hashlib.sha256("\0".join([suite, mirror, "minbase", *IMAGE_PACKAGES]).encode()).hexdigest()[:16]
-    tarball = CACHE_DIR / f"python-{suite}-{key}.tar"
-    if tarball.exists():
-        return tarball
-    debootstrap = shutil.which("debootstrap")
-    if debootstrap is None:
-        missing("the `debootstrap` executable")
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="reservoir-rootfs-", dir="/var/tmp") as tmp:
-        root = Path(tmp) / "root"
-        result = subprocess.run(
-            [debootstrap, "--variant=minbase", f"--include={','.join(IMAGE_PACKAGES)}", suite, str(root), mirror],
-            capture_output=True,
-            timeout=900,
-        )
-        if result.returncode != 0:
-            missing(f"a debootstrap of {suite} from {mirror} ({result.stderr.decode()[-300:]})")
-        partial = tarball.with_suffix(".tar.partial")
-        subprocess.run(["tar", "-C", str(root), "--numeric-owner", "--exclude=./var/cache/apt/archives/*.deb", "-cf", str(partial), "."], check=True, timeout=600)
-        partial.rename(tarball)
-    return tarball
+    """The cached root filesystem tarball (sessions.images); skips when it cannot be built here."""
+    try:
+        return debootstrap_tarball(CACHE_DIR)
+    except ReservoirError as exc:
+        missing(f"a debootstrapped Python image ({exc.message})")
+        raise
 
 
 @contextmanager
-def running_engine() -> Iterator[Engine]:
-    """dockerd with the test flags; skips (or fails, in CI) when it cannot start here."""
+def running_engine(instance: str = "") -> Iterator[Engine]:
+    """dockerd with the test flags; skips (or fails, in CI) when it cannot start here.
+
+    `instance` names a further engine beside the first (its data root gets that suffix):
+    two engines never share a data root, each has its own socket, exec root and pid file.
+    """
     dockerd = shutil.which("dockerd")
     if dockerd is None or os.geteuid() != 0:
         missing("a Docker engine (dockerd, run as root)")
     assert dockerd is not None
-    data_root = Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT))
+    base = Path(os.environ.get(DATA_ROOT_ENV, DEFAULT_DATA_ROOT))
+    data_root = base.with_name(f"{base.name}-{instance}") if instance else base
     data_root.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="reservoir-dockerd-"))
     sock = run_dir / "docker.sock"
