@@ -126,6 +126,9 @@ class Backend(Protocol):
 
     def stats(self, container_id: str) -> Usage | None: ...
 
+    def pids(self, container_id: str) -> set[int]:
+        """The container's processes as host pids (what NVML reports); empty when it is gone."""
+
     def containers(self, site: str) -> list[ContainerState]:
         """Every container of `site` on this engine, running or not."""
 

@@ -197,6 +197,18 @@ class DockerBackend:
         peak = memory.get("max_usage") or memory.get("usage") or 0
         return Usage(cpu_seconds=cpu_ns / 1e9, mem_mib=peak / (1024 * 1024))
 
+    def pids(self, container_id: str) -> set[int]:
+        docker = _docker()
+        try:
+            top = self.client.api.top(container_id)
+        except (docker.errors.NotFound, docker.errors.APIError):
+            return set()
+        titles = list(top.get("Titles") or [])
+        if "PID" not in titles:
+            return set()
+        column = titles.index("PID")
+        return {int(p[column]) for p in top.get("Processes") or [] if str(p[column]).isdigit()}
+
     @staticmethod
     def _state_of(attrs: dict[str, Any]) -> ContainerState:
         labels = (attrs.get("Config") or {}).get("Labels") or {}

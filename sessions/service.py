@@ -42,6 +42,7 @@ from reservoir.errors import ConfigError, ReservoirError
 from reservoir.models import Channel
 from sessions.backend import Backend, ContainerState, EngineEvent, ExecResult, OverlayVolume
 from sessions.enforcement import DeviceShare, HamiConfig
+from sessions.gpu_usage import default_nvml, fold, sample_gpus
 from sessions.inventory import NodeInventory, declared_nodes, local_node, probe_gpus, sync_inventory
 from sessions.mirror import AptSource, Mirror, config_files
 from sessions.models import ComputeSession, RequestState, SchedDevice, SchedNode, SchedRequest, SessionState, SessionUser
@@ -169,6 +170,7 @@ class SessionService:
     config: SessionsConfig
     backend_factory: Callable[[str | None], Backend]
     now: Callable[[], datetime] = utcnow
+    nvml: Callable[[], Any | None] = default_nvml  # the NVML module of this machine (None: not installed)
     _backends: dict[str, Backend] = field(default_factory=dict)
 
     @property
@@ -184,6 +186,11 @@ class SessionService:
         if node not in self._backends:
             self._backends[node] = self.backend_factory(self.engine_of(node))
         return self._backends[node]
+
+    def is_local(self, node: str) -> bool:
+        """Whether the node's engine runs on this machine (so this machine's NVML sees its GPUs)."""
+        url = self.engine_of(node)
+        return url is None or url.startswith("unix://")
 
     def node_names(self) -> list[str]:
         with self.db.session() as session:
@@ -311,7 +318,7 @@ class SessionService:
             if clash is not None:
                 raise ReservoirError(f"you already have a session named {name} (id {clash})", hint="choose another --name or rm it")
         uid = self.uid_of(user)
-        ticket = submit(self.db, user, task, config=self.config.scheduler, priority=priority, label="session")
+        ticket = submit(self.db, user, task, config=self.config.scheduler, priority=priority, label="session", now=self.now)
         with self.db.write_transaction() as session:
             row = ComputeSession(
                 user=user, name=name, image=image, kind=kind, command=list(command), request_id=ticket.id,
@@ -426,7 +433,7 @@ class SessionService:
             shutil.rmtree(self.config.run_dir(session_id), ignore_errors=True)  # the token goes with it
             if request_state != RequestState.RELEASED:
                 try:
-                    release(self.db, request_id, config=self.config.scheduler)
+                    release(self.db, request_id, config=self.config.scheduler, now=self.now)
                 except ReservoirError:
                     pass  # another worker released it between our read and this call
             self.start_placed()
@@ -521,14 +528,41 @@ class SessionService:
     def tick(self) -> None:
         """What the supervisor does every few seconds: reservations, reconcile, idle policy."""
         for group in self._groups():
-            run_pass(self.db, config=self.config.scheduler, group=group)
+            run_pass(self.db, config=self.config.scheduler, group=group, now=self.now)
         self.reconcile()
+        self.meter_gpus()
         if self.config.idle_timeout is not None:
             self.reclaim_idle()
 
     def _groups(self) -> list[str]:
         with self.db.session() as session:
             return list(session.scalars(select(SchedNode.resource_group).distinct()))
+
+    # --- GPU accounting ----------------------------------------------------------------------
+
+    def meter_gpus(self) -> list[int]:
+        """Sample NVML for running sessions with GPUs on local nodes; returns the sessions sampled."""
+        with self.db.session() as session:
+            rows = [
+                (r.id, r.node, r.container_id, [a.device.uuid for a in r.request.allocations])
+                for r in session.scalars(select(ComputeSession).where(ComputeSession.state == SessionState.RUNNING))
+            ]
+        rows = [r for r in rows if r[1] and r[2] and r[3] and self.is_local(r[1])]
+        module = self.nvml() if rows else None
+        if module is None:
+            return []
+        sampled = []
+        for session_id, node, container_id, uuids in rows:
+            assert node is not None and container_id is not None
+            samples = sample_gpus(module, uuids, self.backend(node).pids(container_id))
+            if not samples:
+                continue
+            with self.db.write_transaction() as session:
+                row = session.get_one(ComputeSession, session_id)
+                if row.state == SessionState.RUNNING:
+                    row.usage = fold(dict(row.usage or {}), samples)
+                    sampled.append(session_id)
+        return sampled
 
     # --- idle reclaim ----------------------------------------------------------------------
 
@@ -551,7 +585,10 @@ class SessionService:
             backend = self.backend(node)
             stats = backend.stats(container_id)
             cpu = stats.cpu_seconds if stats else usage.get("cpu_seconds_seen", 0.0)
-            busy = cpu - float(usage.get("cpu_seconds_seen", 0.0)) > 0.05  # beyond docker-init's own wake-ups
+            if "gpu_util_last_pct" in usage:  # NVML can tell: a GPU session is idle when its GPU is
+                busy = float(usage["gpu_util_last_pct"]) > 0
+            else:
+                busy = cpu - float(usage.get("cpu_seconds_seen", 0.0)) > 0.05  # beyond docker-init's own wake-ups
             with self.db.write_transaction() as session:
                 row = session.get_one(ComputeSession, session_id)
                 row.usage = {**usage, "cpu_seconds_seen": cpu}

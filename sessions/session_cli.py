@@ -96,7 +96,8 @@ def info_command(ref: str) -> None:
     if v["usage"]:
         used = v["usage"]
         lines.append(f"used: cpu {used.get('cpu_seconds', '-')} s, memory peak {used.get('mem_peak_mib', '-')} MiB"
-                     + (f", GPU {used['gpu_util_pct']} %" if "gpu_util_pct" in used else ""))
+                     + (f", GPU {used['gpu_util_pct']} % (mean of the device's)" if "gpu_util_pct" in used else "")
+                     + (f", GPU memory peak {used['gpu_mem_peak_mib']} MiB" if "gpu_mem_peak_mib" in used else ""))
     if v["devices"]:
         lines.append("GPUs: " + ", ".join(f"{u} {s:.2f}" for u, s in v["devices"]))
     if v["exit_code"] is not None:
@@ -180,6 +181,29 @@ def _service(app: AppContext) -> Any:
 @pass_app
 def image_import(app: AppContext, tarball: Path, name: str) -> None:
     """Import a root filesystem TARBALL as image NAME on every node's engine (no registry needed)."""
+    service = _service(app)
+    for node in service.node_names():
+        image_id = service.backend(node).import_image(str(tarball), name)
+        click.echo(f"{node}: {name} = {image_id[:19]}")
+
+
+@image_group.command("build")
+@click.argument("name")
+@click.option("--debootstrap", "use_debootstrap", is_flag=True, required=True,
+              help="A debootstrap --variant=minbase root with python3 and pip (the one kind built here).")
+@click.option("--suite", help="Debian suite (default: the host's apt source).")
+@click.option("--mirror", help="Debian mirror URL (default: the host's apt source).")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), help="Tarball cache (default: ~/.cache/reservoir/images).")
+@pass_app
+def image_build(app: AppContext, name: str, use_debootstrap: bool, suite: str | None, mirror: str | None, cache: Path | None) -> None:
+    """Build a minimal Python image NAME (cached by its inputs) and import it on every node's engine."""
+    from sessions.images import AptOrigin, debootstrap_tarball, host_apt_origin
+
+    if bool(suite) != bool(mirror):
+        raise ReservoirError("--suite and --mirror go together", hint="give both, or neither to use the host's apt source")
+    origin = AptOrigin(suite, mirror) if suite and mirror else host_apt_origin()
+    tarball = debootstrap_tarball(cache, origin)
+    click.echo(f"root filesystem: {tarball}")
     service = _service(app)
     for node in service.node_names():
         image_id = service.backend(node).import_image(str(tarball), name)
