@@ -98,7 +98,7 @@ default_mem = "512m"
 def _remove_site_containers(engine: Engine, root: Path) -> None:
     import docker
 
-    client = docker.DockerClient(base_url=engine.url)
+    client = docker.DockerClient(base_url=engine.url)  # the engine serves this test module only
     for container in client.containers.list(all=True, filters={"label": "io.reservoir.user"}):
         container.remove(force=True)
     for volume in client.volumes.list():
@@ -300,3 +300,48 @@ def test_admin_imports_an_image_and_builds_the_shared_layer_every_user_sees(home
         assert seen.stdout.strip() == "1.0"
         cli(home, server, bob, "session", "rm", theirs)
     assert not (home / "sessions" / "users" / "bob" / "upper" / "lib").exists()  # the layer is below, not copied up
+
+
+def test_two_engines_form_one_cluster_and_a_full_node_sends_the_next_session_to_the_other(
+    engine: Engine, tmp_path: Path, docker_client: Any
+) -> None:
+    import docker
+
+    with running_engine("b") as second:
+        root = tmp_path / "two"
+        create_home(root, "site")
+        nodes = "".join(
+            f'\n[[scheduler.nodes]]\nname = "{name}"\ncpu = 1\nmem = "1g"\ngpus = 0\ndocker_host = "{url}"\n'
+            for name, url in (("node-a", engine.url), ("node-b", second.url))
+        )
+        (root / "reservoir.toml").write_text((root / "reservoir.toml").read_text() + nodes + '\n[sessions]\ndefault_mem = "256m"\n')
+        site = [sys.executable, "-m", "reservoir", "--home", str(root)]
+        built = subprocess.run([*site, "session", "image", "build", "--debootstrap", IMAGE], capture_output=True, text=True, timeout=300)
+        assert built.returncode == 0, built.stderr
+        assert {line.split(":")[0] for line in built.stdout.splitlines()[1:]} == {"node-a", "node-b"}  # on both engines
+        token = AccountStore(root / "keys").new_token("alice", admin=False)
+        other = docker.DockerClient(base_url=second.url)
+        try:
+            with run_server(root) as server:
+                first = created_id(cli(root, server, token, "session", "create", IMAGE, "-r", "cpu=1"))
+                placed = wait_for(root, server, token, first, "running")
+                nxt = created_id(cli(root, server, token, "session", "create", IMAGE, "-r", "cpu=1"))
+                then = wait_for(root, server, token, nxt, "running")
+                assert {placed["node"], then["node"]} == {"node-a", "node-b"}  # the first filled its node
+                clients = {"node-a": docker_client, "node-b": other}
+                for view in (placed, then):
+                    here = clients[view["node"]].containers.list(filters={"label": f"io.reservoir.session={view['id']}"})
+                    elsewhere = [c for n, c in clients.items() if n != view["node"]][0]
+                    assert [c.name for c in here] == [view["spec"]["name"]]
+                    assert not elsewhere.containers.list(all=True, filters={"label": f"io.reservoir.session={view['id']}"})
+                third = created_id(cli(root, server, token, "session", "create", IMAGE, "-r", "cpu=1"))
+                assert info(root, server, token, third)["status"].startswith("waiting: no node with cpu 1 and mem 256m free")
+                cli(root, server, token, "session", "rm", str(placed["id"]))
+                wait_for(root, server, token, third, "running")
+                assert info(root, server, token, third)["node"] == placed["node"]  # into the room the first left
+                for ref in (nxt, third):
+                    cli(root, server, token, "session", "rm", ref)
+        finally:
+            other.close()
+            _remove_site_containers(engine, root)
+            _remove_site_containers(second, root)
