@@ -317,6 +317,8 @@ class SessionService:
                 )
             if clash is not None:
                 raise ReservoirError(f"you already have a session named {name} (id {clash})", hint="choose another --name or rm it")
+        if not self.node_names():
+            self.sync_nodes()  # a create before the supervisor's first sync (a server that has just started)
         uid = self.uid_of(user)
         ticket = submit(self.db, user, task, config=self.config.scheduler, priority=priority, label="session", now=self.now)
         with self.db.write_transaction() as session:

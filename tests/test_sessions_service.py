@@ -270,6 +270,20 @@ def test_idle_is_judged_by_the_gpu_where_nvml_can_tell(service: SessionService) 
     assert service.view_by_id(session_id).status.startswith("reclaimed: idle for 31 min")
 
 
+def test_a_create_before_the_supervisors_first_sync_finds_the_nodes_itself(db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    create_home(root, "site")
+    config = root / "reservoir.toml"
+    config.write_text(config.read_text() + f'\n[database]\nurl = "{db_url}"\n')  # no node declared: the local engine
+    app = AppContext(home_root=root)
+    try:
+        svc = SessionService(app, sessions_config(app, SchedulerConfig(seed=0)), FakeEngine, nvml=lambda: None)  # type: ignore[arg-type]
+        view = svc.view_by_id(create(svc, "alice", "cpu=1"))  # no sync_nodes() first, as a server just started
+        assert view.state == "running" and view.node == svc.node_names()[0]
+    finally:
+        app.close()
+
+
 def test_a_session_row_lives_in_the_configured_database(service: SessionService, db_url: str) -> None:
     session_id = create(service, "alice", "cpu=1")
     with service.db.session() as s:
