@@ -223,3 +223,22 @@ def test_the_cli_publishes_changes_or_everything(tmp_path: Path) -> None:
     full = cli("publish", "--full")
     assert full.returncode == 0 and "published pypi: 1 leaves (whole)" in full.stdout, full.stderr
     pair.close()
+
+
+def test_a_change_not_known_leaf_by_leaf_rebuilds_every_tree(tmp_path: Path) -> None:
+    """The row restorer_0003 writes for a site killed before the table existed, and a full bundle's."""
+    from restorer.importer import pending_leaves
+    from restorer.models import ALL_LEAVES
+
+    pair = make_pair(tmp_path)
+    with pair.site.db.transaction() as s:
+        s.add(DirtyPage(catalog=2, kind="pypi", leaf="simple/a"))
+        s.add(DirtyPage(catalog=3, kind="pypi", leaf="simple/b"))
+    with pair.site.db.session() as s:
+        assert pending_leaves(s, 1, 3) == {"pypi": {"simple/a", "simple/b"}}
+        assert pending_leaves(s, 2, 3) == {"pypi": {"simple/b"}}
+    with pair.site.db.transaction() as s:
+        s.add(DirtyPage(catalog=3, kind=ALL_LEAVES, leaf=ALL_LEAVES))
+    with pair.site.db.session() as s:
+        assert pending_leaves(s, 1, 3) == {p.kind: None for p in publishers()}
+    pair.close()
