@@ -26,6 +26,7 @@ import struct
 import uuid
 import zlib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from pathlib import Path
 CHUNK_SPREAD = 48
 XZ_PRESET = 6
 XZ_DICT = 1 << 20
+COMPRESS_THREADS = max(1, min(4, os.cpu_count() or 1))
 GZIP_LEVEL = 9
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 _XZ_FOOTER_MAGIC = b"YZ"
@@ -141,16 +143,26 @@ class ChunkCache:
     used: set[str] = field(default_factory=set)
     compressed: int = 0  # chunks compressed by this cache (not found)
 
-    def get(self, text: bytes) -> CompressedChunk:
-        key = hashlib.sha256(text).hexdigest()
-        self.used.add(key)
-        found = self.memory.get(key) or self._load(key, len(text))
-        if found is None:
-            found = compress_chunk(text)
-            self.compressed += 1
-            self._save(key, found)
-        self.memory[key] = found
-        return found
+    def get_all(self, texts: Sequence[bytes]) -> list[CompressedChunk]:
+        """Each text's chunk; those not kept yet are compressed on threads (zlib and lzma let go of the GIL)."""
+        keys = [hashlib.sha256(text).hexdigest() for text in texts]
+        self.used.update(keys)
+        found: dict[str, CompressedChunk | None] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in found:
+                found[key] = self.memory.get(key) or self._load(key, len(text))
+        missing = {key: text for key, text in zip(keys, texts, strict=True) if found[key] is None}
+        if missing:
+            with ThreadPoolExecutor(max_workers=COMPRESS_THREADS, thread_name_prefix="apt-xz") as pool:
+                made = dict(zip(missing, pool.map(compress_chunk, missing.values()), strict=True))
+            for key, chunk in made.items():
+                self._save(key, chunk)
+                found[key] = chunk
+            self.compressed += len(made)
+        for key, chunk in found.items():
+            assert chunk is not None
+            self.memory[key] = chunk
+        return [self.memory[key] for key in keys]
 
     def _path(self, key: str) -> Path | None:
         return None if self.folder is None else self.folder / key[:2] / key
@@ -196,5 +208,5 @@ class IndexFiles:
 
 def render_index(stanzas: Sequence[tuple[str, bytes]], cache: ChunkCache) -> IndexFiles:
     chunks = cut_chunks(stanzas)
-    compressed = [cache.get(text) for text in chunks]
+    compressed = cache.get_all(chunks)
     return IndexFiles(b"".join(chunks), b"".join(c.gz for c in compressed), xz_stream(compressed))
