@@ -189,12 +189,15 @@ class DockerBackend:
     def stats(self, container_id: str) -> Usage | None:
         docker = _docker()
         try:
-            raw = self.client.api.stats(container_id, stream=False)
+            # one_shot: no second sample a second later (we want totals, not a rate), so a call costs one round trip.
+            raw = self.client.api.stats(container_id, stream=False, one_shot=True)
         except (docker.errors.NotFound, docker.errors.APIError):
             return None
         cpu_ns = (raw.get("cpu_stats") or {}).get("cpu_usage", {}).get("total_usage", 0) or 0
         memory = raw.get("memory_stats") or {}
-        peak = memory.get("max_usage") or memory.get("usage") or 0
+        peak = memory.get("max_usage") or memory.get("usage") or 0  # max_usage: cgroup v1 only
+        if not cpu_ns and not peak:
+            return None  # a stopped container: the engine has nothing left to say, not "used nothing"
         return Usage(cpu_seconds=cpu_ns / 1e9, mem_mib=peak / (1024 * 1024))
 
     def pids(self, container_id: str) -> set[int]:

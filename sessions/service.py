@@ -40,7 +40,7 @@ from sqlalchemy import func, select, update
 from reservoir.context import AppContext
 from reservoir.errors import ConfigError, ReservoirError
 from reservoir.models import Channel
-from sessions.backend import Backend, ContainerState, EngineEvent, ExecResult, OverlayVolume
+from sessions.backend import Backend, ContainerState, EngineEvent, ExecResult, OverlayVolume, Usage
 from sessions.enforcement import DeviceShare, HamiConfig
 from sessions.gpu_usage import default_nvml, fold, sample_gpus
 from sessions.inventory import NodeInventory, declared_nodes, local_node, probe_gpus, sync_inventory
@@ -426,7 +426,7 @@ class SessionService:
             if ended_now:
                 row.state, row.ended_at, row.exit_code, row.end_reason = SessionState.ENDED, self.now(), exit_code, reason
                 if usage is not None:
-                    row.usage = {**(row.usage or {}), "cpu_seconds": round(usage.cpu_seconds, 2), "mem_peak_mib": round(usage.mem_mib, 1)}
+                    row.usage = _with_usage(dict(row.usage or {}), usage)
             if removed:
                 row.state = SessionState.REMOVED
             request_id = row.request_id
@@ -532,6 +532,7 @@ class SessionService:
         for group in self._groups():
             run_pass(self.db, config=self.config.scheduler, group=group, now=self.now)
         self.reconcile()
+        self.meter_usage()
         self.meter_gpus()
         if self.config.idle_timeout is not None:
             self.reclaim_idle()
@@ -541,6 +542,24 @@ class SessionService:
             return list(session.scalars(select(SchedNode.resource_group).distinct()))
 
     # --- GPU accounting ----------------------------------------------------------------------
+
+    def meter_usage(self) -> None:
+        """CPU time and memory of each running session, sampled every pass: a container that has exited has no stats."""
+        with self.db.session() as session:
+            rows = [
+                (r.id, r.node, r.container_id)
+                for r in session.scalars(select(ComputeSession).where(ComputeSession.state == SessionState.RUNNING))
+            ]
+        for session_id, node, container_id in rows:
+            if not node or not container_id:
+                continue
+            stats = self.backend(node).stats(container_id)
+            if stats is None:
+                continue
+            with self.db.write_transaction() as session:
+                row = session.get_one(ComputeSession, session_id)
+                if row.state == SessionState.RUNNING:
+                    row.usage = _with_usage(dict(row.usage or {}), stats)
 
     def meter_gpus(self) -> list[int]:
         """Sample NVML for running sessions with GPUs on local nodes; returns the sessions sampled."""
@@ -693,6 +712,15 @@ class SessionService:
         with self.db.write_transaction() as session:
             row = session.get_one(ComputeSession, session_id)
             row.last_active_at, row.idle_warned_at = self.now(), None
+
+
+def _with_usage(usage: dict[str, Any], stats: Usage) -> dict[str, Any]:
+    """`usage` with a stats sample folded in: CPU time is a running total, memory a peak over the samples."""
+    return {
+        **usage,
+        "cpu_seconds": round(max(float(usage.get("cpu_seconds", 0.0)), stats.cpu_seconds), 2),
+        "mem_peak_mib": round(max(float(usage.get("mem_peak_mib", 0.0)), stats.mem_mib), 1),
+    }
 
 
 def _exit_reason(code: int | None) -> str:

@@ -93,8 +93,10 @@ def info_command(ref: str) -> None:
         f"image: {v['image']}  type: {v['kind']}" + (f"  command: {' '.join(v['command'])}" if v["command"] else ""),
         f"asked: cuda.shares={v['shares']} cpu={v['cpu']} mem={v['mem_mib']}m",
     ]
-    if v["usage"]:
-        used = v["usage"]
+    used = v["usage"] or {}
+    if "cpu_seconds" not in used and v["state"] == "ended":
+        lines.append("used: not measured (it ended before the first sample, taken every 2 s)")
+    elif used:
         lines.append(f"used: cpu {used.get('cpu_seconds', '-')} s, memory peak {used.get('mem_peak_mib', '-')} MiB"
                      + (f", GPU {used['gpu_util_pct']} % (mean of the device's)" if "gpu_util_pct" in used else "")
                      + (f", GPU memory peak {used['gpu_mem_peak_mib']} MiB" if "gpu_mem_peak_mib" in used else ""))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -229,12 +230,13 @@ def test_batch_session_records_its_exit_code_and_frees_its_share(home: Path, tok
     with run_server(home) as server:
         alice = tokens["alice"]
         batch = created_id(cli(home, server, alice, "session", "create", IMAGE, "--type", "batch", "-r", "cuda.shares=0.25",
-                               "--", "sh", "-c", "echo working; exit 3"))
+                               "--", "sh", "-c", "echo working; sleep 3; exit 3"))  # lives across a usage sample
         ended = wait_for(home, server, alice, batch, "ended")
         assert ended["exit_code"] == 3 and ended["status"] == "exited 3"
         assert cli(home, server, alice, "session", "logs", batch).stdout == "working\n"
         assert gpus_used(home) == "0.00"
-        assert "used: cpu" in cli(home, server, alice, "session", "info", batch).stdout
+        used = next(l for l in cli(home, server, alice, "session", "info", batch).stdout.splitlines() if l.startswith("used:"))
+        assert re.fullmatch(r"used: cpu [0-9.]+ s, memory peak [0-9.]+ MiB", used) and not used.endswith(" 0.0 MiB"), used
 
         subprocess.run([sys.executable, "-m", "reservoir", "--home", str(home), "sched", "quota", "alice", "0.25"], check=True, timeout=60)
         try:

@@ -70,7 +70,8 @@ class FakeEngine:
         return iter(())
 
     def stats(self, container_id: str) -> Usage | None:
-        return Usage(self.cpu_seconds, 64.0) if container_id in self.boxes else None
+        found = self.boxes.get(container_id)
+        return Usage(self.cpu_seconds, 64.0) if found and found["running"] else None  # as the engine: none once exited
 
     def pids(self, container_id: str) -> set[int]:
         found = self.boxes.get(container_id)
@@ -239,6 +240,21 @@ def test_an_ended_session_shows_what_it_asked_for_and_used_gpu_from_nvml(service
     assert view.usage["gpu_util_pct"] == 50.0
     service.meter_gpus()
     assert service.view_by_id(session_id).usage["gpu_samples"] == 2  # an ended session is no longer sampled
+
+
+def test_usage_is_sampled_while_it_runs_since_an_exited_container_has_no_stats(service: SessionService) -> None:
+    session_id = create(service, "alice", "cpu=1")
+    view = service.view_by_id(session_id)
+    engine: FakeEngine = service.engines[service.engine_of(view.node or "")]  # type: ignore[attr-defined]
+    container_id = next(k for k, v in engine.boxes.items() if v["spec"].name == view.spec["name"])
+    engine.cpu_seconds = 2.0
+    service.tick()
+    engine.cpu_seconds = 3.0
+    service.tick()
+    engine.boxes[container_id].update(running=False, code=0)  # it exits between two passes
+    service.on_event(EngineEvent("die", container_id, session_id, 0))
+    ended = service.view_by_id(session_id)
+    assert ended.state == "ended" and ended.usage["cpu_seconds"] == 3.0 and ended.usage["mem_peak_mib"] == 64.0
 
 
 def test_remote_nodes_and_cpu_sessions_are_not_metered_by_this_machines_nvml(service: SessionService) -> None:

@@ -86,6 +86,8 @@ def running_engine(instance: str = "") -> Iterator[Engine]:
         yield Engine(url=f"unix://{sock}", process=process, log=log)
     finally:
         _stop(process)
+        # dockerd leaves its default network namespace mounted under the exec root when it exits.
+        subprocess.run(["umount", str(run_dir / "exec" / "netns" / "default")], capture_output=True, timeout=30)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
