@@ -180,7 +180,7 @@ def test_hub_to_bundle_to_site_then_apt_get(debroot: Path, tmp_path: Path, monke
             invoke(hub, "init", "--role", "hub")
             invoke(hub, "channel", "add", CHANNEL, "--kind", "apt", "--upstream", upstream.url, "--suite", "stable",
                    "--suite", "stable-updates", "--component", "main", "--arch", "amd64", "--package", "hello",
-                   "--keyring", str(key.public))
+                   "--keyring", str(key.public), "--keep", "2", "--hold-uninstallable")
             invoke(hub, "sync")
             invoke(hub, "key", "export", "--out", str(tmp_path / "hub.pub"))
             invoke(site_home, "init", "--role", "site")
@@ -189,6 +189,11 @@ def test_hub_to_bundle_to_site_then_apt_get(debroot: Path, tmp_path: Path, monke
             invoke(site_home, "import", bundle)
             with run_server(site_home) as server:
                 site = AppContext(site_home)
+                with site.db.session() as session:
+                    from reservoir.models import Channel
+
+                    options = session.query(Channel).filter_by(name=CHANNEL).one().options
+                assert (options["keep"], options["hold_uninstallable"]) == (2, True)  # the site's policy, from the hub
                 (debroot / "etc/apt/sources.list.d/reservoir.sources").write_text(sources(site, server.url))
                 update = apt(debroot, "update")
                 assert update.returncode == 0 and "W:" not in update.stderr, update.stdout + update.stderr

@@ -152,6 +152,12 @@ class AptEcosystem:
                        default=False),
             OptionSpec(("--allow-expired",), "allow_expired", "apt: accept a Release past its Valid-Until.",
                        is_flag=True, default=False),
+            # Read by the site's publisher (restorer/publish/apt.py); they travel in the channel's options.
+            OptionSpec(("--keep",), "keep", "apt: versions of each package the site serves (0: all it holds).",
+                       default=0, type=int, show_default=True),
+            OptionSpec(("--hold-uninstallable",), "hold_uninstallable",
+                       "apt: the site holds back a package its published set cannot satisfy (default: reported only).",
+                       is_flag=True, default=False),
         ]
 
     def default_upstream(self) -> str:
@@ -177,7 +183,11 @@ class AptEcosystem:
         wanted = "every package" if options.all else f"{len(options.packages)} package(s)"
         summary = (f"{wanted} from {', '.join(options.suites)} {' '.join(options.components)} on {options.arch}; "
                    f"signed by {', '.join(sorted({k if not is_armored(k) else 'an inline key' for s in sources for k in s.keyrings}))}")
-        return ChannelSetup(sources[0].uri, options.to_json(), summary)
+        keep = int(values.get("keep") or 0)
+        if keep < 0:
+            raise ConfigError(f"--keep {keep} must be 0 (all) or more")
+        site = {"keep": keep, "hold_uninstallable": bool(values.get("hold_uninstallable"))}
+        return ChannelSetup(sources[0].uri, {**options.to_json(), **site}, summary)
 
     def describe(self, upstream: str, options: Mapping[str, Any]) -> list[str]:
         everything = " (every package)" if options.get("all") else ""
