@@ -208,3 +208,20 @@ def test_kept_node_scores_place_exactly_as_scoring_every_node(policy: str, mix: 
         runs.append(decisions)
     assert len(runs[0]) > 250 and sum(c is not None for c in runs[0]) > 150
     assert runs[0] == runs[1]
+
+
+def test_the_default_policy_puts_a_cpu_only_task_where_it_strands_the_least_gpu() -> None:
+    # A CPU-only task that flips no class scores 50 on every node; fgd takes the node order,
+    # fgd-bf the node with the least free GPU, then the least CPU left.
+    nodes = [NodeSpec("gpus-free", 64000, 1 << 20, 2, "T4"), NodeSpec("full", 64000, 1 << 20, 2, "T4"), NodeSpec("full-tight", 32000, 1 << 20, 2, "T4")]
+    task = Request(cpu_milli=1000)
+    faithful = set()
+    for seed in range(12):
+        state = ClusterState(nodes)
+        state.free[1:] = 0
+        choice = make_policy("fgd-bf", seed=seed, workload=[WHOLE]).choose(state, task, state.feasible(task))
+        assert choice is not None and choice.node == 2, seed
+        other = make_policy("fgd", seed=seed, workload=[WHOLE]).choose(state, task, state.feasible(task))
+        assert other is not None
+        faithful.add(other.node)
+    assert len(faithful) > 1

@@ -27,9 +27,11 @@ def make_policy(name: str, *, seed: int | None = None, workload: list[Request] |
         # podPopularityThreshold), int(100 * sigmoid(-delta / 1000)), ties to one fixed node order.
         return FGD(TaskMix.from_tasks(workload or [], coverage=SIMULATOR_COVERAGE), rng=rng, name=name, quantized=True)
     if name == "fgd-bf":
-        # Placements within about the same fragmentation change (a twice wider score step) are
-        # ordered by BestFit's leftover instead of by chance; see BENCHMARKS.md for the mixes.
-        return FGD(TaskMix.from_tasks(workload or []), rng=rng, name=name, quantized=True, tie_break=1, scale=2000.0)
+        # The faithful fgd, except that a CPU-only task's equal scores go to the node with the least
+        # free GPU, then the least CPU left, before the node order (BENCHMARKS.md: the designs tried).
+        return FGD(
+            TaskMix.from_tasks(workload or [], coverage=SIMULATOR_COVERAGE), rng=rng, name=name, quantized=True, cpu_only_gpu_first=True
+        )
     simple = {
         "bestfit": BestFit,
         "spread": Spread,
