@@ -116,6 +116,8 @@ def site_init(home: object, role: str) -> str | None:
         return None
     keys_dir = getattr(home, "keys_dir")
     key = site_key(keys_dir)
+    # The agent that made the key would outlive `init`; the first publish starts its own.
+    stop_agent(key.home)
     return f"site OpenPGP key {key.fingerprint[-16:]} written to {key.home}"
 
 

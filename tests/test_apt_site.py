@@ -372,7 +372,15 @@ def test_init_site_makes_the_openpgp_key(tmp_path: Path) -> None:
                                  capture_output=True, text=True, timeout=60, check=True).stdout
         assert sum(line.startswith("sec:") for line in listing.splitlines()) == 1
         assert ":22:ed25519:" in listing or ":ed25519:" in listing
+        # `init` leaves no gpg-agent behind (the listing above started one: stop it, then look).
+        stop_agent(gnupg)
+        subprocess.run([sys.executable, "-m", "reservoir", "--home", str(tmp_path / "t"), "init", "--role", "site"],
+                       capture_output=True, text=True, timeout=120, check=True)
+        agents = subprocess.run(["pgrep", "-f", f"gpg-agent --homedir {tmp_path / 't'}"], capture_output=True,
+                                text=True, timeout=30).stdout
+        assert agents == ""
     finally:
+        stop_agent(tmp_path / "t" / "keys" / "gnupg")
         stop_agent(gnupg)
 
 
