@@ -68,9 +68,9 @@ def fill(app: AppContext, out: Path) -> None:
             add_deb(session, app.blobs, channel, build_deb(spec, out / suite), suite)
 
 
-def sources(app: AppContext, url: str) -> str:
+def sources(app: AppContext, url: str, channel: str = CHANNEL) -> str:
     done = subprocess.run([sys.executable, "-m", "reservoir", "--home", str(app.home_root), "apt", "sources",
-                           CHANNEL, "--url", url], capture_output=True, text=True, timeout=60, check=True)
+                           channel, "--url", url], capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
 
 
@@ -218,4 +218,72 @@ def test_hub_to_bundle_to_site_then_apt_get(debroot: Path, tmp_path: Path, monke
                 site.close()
     finally:
         key.close()
+        stop_agent(site_home / "keys" / "gnupg")
+
+
+def test_real_upstream_hello_and_python3_yaml_installed_from_the_site(
+        debroot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's real archive and keyring: `hello` and `python3-yaml` synced, exported, imported, served, installed.
+
+    The closure is the channel's default (Essential and required packages included, so it would install
+    from a bare root); the minbase root already holds those at the suite's versions, so apt installs the
+    rest. Every blob the sync stored is kept outside the checkout by sha256: a rerun fetches only the
+    InReleases and what the archive changed since.
+    """
+    from click.testing import CliRunner
+
+    from reservoir.blobs import BlobStore
+    from reservoir.cli import cli
+    from tests.support.debroot import blob_cache, keep_blobs, reachable, real_source, seed_blobs
+
+    monkeypatch.setattr("hub.sync.vetters", lambda: [])  # scancode is slow and tested on its own
+    source = real_source()
+    if source is None:
+        _skip_or_fail("the host has no signed apt source")
+    assert source is not None
+    if not reachable(source.uris[0]):
+        _skip_or_fail(f"{source.uris[0]} is not reachable")
+
+    def invoke(home: Path, *args: str) -> str:
+        done = CliRunner().invoke(cli, ["--home", str(home), *args], catch_exceptions=False)
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    hub, site_home, media = tmp_path / "hub", tmp_path / "s", tmp_path / "media"
+    invoke(hub, "init", "--role", "hub")
+    cache = blob_cache()
+    seed_blobs(BlobStore(hub / "blobs"), cache)
+    suites = [arg for suite in source.suites[:2] for arg in ("--suite", suite)]
+    invoke(hub, "channel", "add", "real", "--kind", "apt", *suites, "--component",
+           (source.components or ("main",))[0], "--package", "hello", "--package", "python3-yaml")
+    synced = invoke(hub, "sync")
+    assert "warning" not in synced, synced
+    keep_blobs(BlobStore(hub / "blobs"), cache)
+    invoke(hub, "key", "export", "--out", str(tmp_path / "hub.pub"))
+    try:
+        invoke(site_home, "init", "--role", "site")
+        invoke(site_home, "trust", "add", str(tmp_path / "hub.pub"))
+        bundle = invoke(hub, "export", "--out", str(media)).strip().splitlines()[-1]
+        invoke(site_home, "import", bundle)
+        site = AppContext(site_home)
+        try:
+            with run_server(site_home) as server:
+                text = sources(site, server.url, "real")
+                assert "trusted=yes" not in text.lower() and "Signed-By:" in text
+                (debroot / "etc/apt/sources.list.d/reservoir.sources").write_text(text)
+                update = apt(debroot, "update")
+                assert update.returncode == 0, update.stdout + update.stderr
+                assert "W:" not in update.stderr and "E:" not in update.stderr, update.stderr
+                install = apt(debroot, "install", "-y", "--no-install-recommends", "hello", "python3-yaml")
+                assert install.returncode == 0, install.stdout + install.stderr
+                ran = in_root(debroot, "hello")
+                assert ran.returncode == 0 and ran.stdout.strip() == "Hello, world!", ran
+                yaml = in_root(debroot, "python3", "-c", "import yaml; print(yaml.safe_load('a: [1, 2]'))")
+                assert yaml.returncode == 0 and yaml.stdout.strip() == "{'a': [1, 2]}", yaml
+                asked = server.access_lines()
+                assert any("/apt/real/pool/" in line for line in asked), asked[:5]
+                assert not_found(asked) == []
+        finally:
+            site.close()
+    finally:
         stop_agent(site_home / "keys" / "gnupg")

@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from downloader.apt.sources import read_sources
+from downloader.apt.sources import AptSource, read_sources
+from reservoir.blobs import BlobStore
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reservoir" / "debootstrap"
 DEBOOTSTRAP_TIMEOUT_S = 900
@@ -103,3 +106,51 @@ def in_root(root: Path, *command: str, timeout: float = CHROOT_TIMEOUT_S) -> sub
 
 def remove_root(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the host's real archive
+
+
+def real_source() -> AptSource | None:
+    """The host's first signed `deb` source (what the real-upstream tests sync), or None."""
+    found = [s for s in read_sources() if "deb" in s.types and s.uris and s.suites and s.signed_by]
+    return found[0] if found else None
+
+
+def reachable(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return True
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)),
+                                      timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def blob_cache() -> Path:
+    """Blobs of the real archive (`.deb`s, Packages indices) by sha256, outside the checkout: a rerun
+    downloads only what the archive changed since."""
+    root = Path(os.environ.get("RESERVOIR_TEST_CACHE") or Path.home() / ".cache" / "reservoir-tests") / "debs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def seed_blobs(blobs: BlobStore, cache: Path) -> None:
+    """The cached blobs into a fresh store, each verified again on the way in."""
+    for cached in cache.iterdir():
+        if len(cached.name) == 64 and not blobs.has(cached.name):
+            with blobs.writer(cached.name) as writer:
+                writer.write(cached.read_bytes())
+                writer.commit()
+
+
+def keep_blobs(blobs: BlobStore, cache: Path) -> None:
+    """What a sync stored, for the next run."""
+    for sha in blobs.iter_digests():
+        target = cache / sha
+        if not target.exists():
+            tmp = cache / f".tmp-{sha[:12]}-{os.getpid()}"
+            shutil.copyfile(blobs.path(sha), tmp)
+            os.replace(tmp, target)
