@@ -27,6 +27,7 @@ from reservoir.blobs import BlobSink, BlobWriter
 from reservoir.errors import IntegrityError, ReservoirError
 
 T = TypeVar("T")
+S = TypeVar("S", bound="FetchingSync")
 CHUNK = 1 << 16
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -236,3 +237,38 @@ def _copy_file(what: str, url: str, blobs: BlobSink, sha256: str | None, size: i
 def upstream_root_exists(url: str) -> bool:
     """For file:// upstreams: whether the index folder is there at all."""
     return os.path.isdir(file_path(url)) if is_file_url(url) else True
+
+
+@dataclass
+class FetchingSync:
+    """The connection pool of one sync, for an adapter's sync class to inherit.
+
+    A subclass has a `policy` field and may override `make_fetcher` to give the
+    transport its ecosystem's settings; it is used as an async context manager.
+    """
+
+    _fetcher: Fetcher | None = field(default=None, init=False)
+
+    def make_fetcher(self) -> Fetcher:
+        return Fetcher(self.policy)  # type: ignore[attr-defined]
+
+    @property
+    def fetcher(self) -> Fetcher:
+        assert self._fetcher is not None, "use the sync as an async context manager"
+        return self._fetcher
+
+    @property
+    def downloaded_files(self) -> int:
+        return self.fetcher.downloaded_files
+
+    @property
+    def downloaded_bytes(self) -> int:
+        return self.fetcher.downloaded_bytes
+
+    async def __aenter__(self: S) -> S:
+        self._fetcher = await self.make_fetcher().__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.fetcher.__aexit__(exc_type, exc, tb)

@@ -15,7 +15,6 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from downloader.apt.adapter import AptAdapter, AptCaches
@@ -32,7 +31,7 @@ from downloader.base import (
     UpstreamFile,
     store_files,
 )
-from downloader.fetch import Fetcher
+from downloader.fetch import FetchingSync
 from reservoir.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -79,7 +78,7 @@ def _latest(values: Mapping[str, Any]) -> int:
 
 
 @dataclass
-class AptSync:
+class AptSync(FetchingSync):
     """One sync of an APT channel: one connection pool, the adapter over it, `.deb`s fetched verified."""
 
     channel: ChannelSpec
@@ -87,29 +86,7 @@ class AptSync:
     caches: AptCaches
     policy: FetchPolicy
     scratch: Path
-    _fetcher: Fetcher | None = field(default=None, init=False)
     indexes_fetched: int = field(default=0, init=False)
-
-    @property
-    def fetcher(self) -> Fetcher:
-        assert self._fetcher is not None, "use the sync as an async context manager"
-        return self._fetcher
-
-    @property
-    def downloaded_files(self) -> int:
-        return self.fetcher.downloaded_files
-
-    @property
-    def downloaded_bytes(self) -> int:
-        return self.fetcher.downloaded_bytes
-
-    async def __aenter__(self) -> AptSync:
-        self._fetcher = await Fetcher(self.policy).__aenter__()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.fetcher.__aexit__(exc_type, exc, tb)
 
     async def select(self, on_progress: Callable[[], None]) -> Selection:
         options = AptOptions.from_json(dict(self.channel.options))

@@ -8,13 +8,12 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from downloader.base import ChannelSetup, ChannelSpec, FetchPolicy, OptionSpec, Selection, StoreOutcome, UpstreamFile
-from downloader.fetch import Fetcher
+from downloader.fetch import Fetcher, FetchingSync
 from downloader.pypi.adapter import Caches, PyPIAdapter
 from downloader.pypi.index import JSON_TYPE
 from downloader.pypi.options import PyPIOptions, read_requirements_file
@@ -77,36 +76,17 @@ def _latest(values: Mapping[str, Any]) -> int:
 
 
 @dataclass
-class PyPISync:
+class PyPISync(FetchingSync):
     """One sync of a PyPI channel: one connection pool, the adapter over it."""
 
     channel: ChannelSpec
     blobs: BlobStore
     caches: Caches
     policy: FetchPolicy
-    _fetcher: Fetcher | None = field(default=None, init=False)
     _adapter: PyPIAdapter | None = field(default=None, init=False)
 
-    @property
-    def fetcher(self) -> Fetcher:
-        assert self._fetcher is not None, "use the sync as an async context manager"
-        return self._fetcher
-
-    @property
-    def downloaded_files(self) -> int:
-        return self.fetcher.downloaded_files
-
-    @property
-    def downloaded_bytes(self) -> int:
-        return self.fetcher.downloaded_bytes
-
-    async def __aenter__(self) -> PyPISync:
-        self._fetcher = await pypi_fetcher(self.policy).__aenter__()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.fetcher.__aexit__(exc_type, exc, tb)
+    def make_fetcher(self) -> Fetcher:
+        return pypi_fetcher(self.policy)
 
     async def select(self, on_progress: Callable[[], None]) -> Selection:
         options = PyPIOptions.from_json(dict(self.channel.options))
