@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
-from restorer.conditional import decide_file
-from restorer.filecache import validators
 from restorer.publish.tree import CURRENT, GENERATION_PREFIX
-from restorer.server import REGULAR_PATH_HEADERS_CI, DecidedFile
+from restorer.server import answer_file
 
 KIND = "apt"
 IMMUTABLE = {"Cache-Control": "max-age=31536000, immutable", "Content-Type": "application/octet-stream"}
@@ -59,19 +56,7 @@ async def apt_file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
     changing = "/dists/" in request.match_info["tail"] and "/by-hash/" not in request.match_info["tail"]
     base = REVALIDATE if changing or request.match_info["tail"].endswith("/key.gpg") else IMMUTABLE
-    valid = validators(st)
-    headers = request.headers
-    decision = decide_file(request.method, headers, valid.etag, valid.last_modified, valid.mtime_s, st.st_size)
-    if decision.status == 304:
-        return web.Response(status=304, headers={**base, "ETag": valid.etag, "Last-Modified": valid.last_modified})
-    if decision.status == 412:
-        return web.Response(status=412, text="precondition failed\n")
-    if decision.status == 416:
-        return web.Response(status=416, headers={"Content-Range": f"bytes */{st.st_size}"})
-    plain = CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in REGULAR_PATH_HEADERS_CI)
-    if decision.range is not None:
-        plain["Range"] = f"bytes={decision.range.first}-{decision.range.last}"
-    return DecidedFile(path, plain, headers=base)
+    return answer_file(request, path, st, base)
 
 
 def register(app: web.Application, state: Any) -> None:

@@ -20,6 +20,7 @@ import hashlib
 import html
 import json
 import logging
+import os
 import re
 import stat
 from collections import OrderedDict
@@ -209,11 +210,16 @@ async def package_file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound() from None
     if not stat.S_ISREG(st.st_mode):
         raise web.HTTPNotFound()
+    return answer_file(request, path, st, FILE_HEADERS)
+
+
+def answer_file(request: web.Request, path: Path, st: os.stat_result, base: dict[str, str]) -> web.StreamResponse:
+    """A static file's answer to `request`, its conditions and range decided once by RFC 9110 (restorer.conditional)."""
     valid = validators(st)
+    headers = request.headers
     decision = decide_file(request.method, headers, valid.etag, valid.last_modified, valid.mtime_s, st.st_size)
     if decision.status == 304:
-        not_modified = {**FILE_HEADERS, "ETag": valid.etag, "Last-Modified": valid.last_modified}
-        return web.Response(status=304, headers=not_modified)
+        return web.Response(status=304, headers={**base, "ETag": valid.etag, "Last-Modified": valid.last_modified})
     if decision.status == 412:
         return web.Response(status=412, text="precondition failed\n")
     if decision.status == 416:
@@ -222,7 +228,7 @@ async def package_file(request: web.Request) -> web.StreamResponse:
     plain = CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in REGULAR_PATH_HEADERS_CI)
     if decision.range is not None:
         plain["Range"] = f"bytes={decision.range.first}-{decision.range.last}"
-    return DecidedFile(path, plain, headers=FILE_HEADERS)
+    return DecidedFile(path, plain, headers=base)
 
 
 class DecidedFile(web.FileResponse):
