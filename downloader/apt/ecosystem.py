@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from downloader.apt.adapter import AptAdapter, AptCaches
-from downloader.apt.options import AptOptions, parse_options
+from downloader.apt.options import parse_options
 from downloader.apt.release import is_armored
 from downloader.apt.sources import read_sources, resolve_suites, trusted_keyrings
 from downloader.base import (
@@ -26,16 +25,14 @@ from downloader.base import (
     ChannelSpec,
     FetchPolicy,
     OptionSpec,
-    Selection,
-    StoreOutcome,
-    UpstreamFile,
-    store_files,
 )
-from downloader.fetch import FetchingSync
 from reservoir.errors import ConfigError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from downloader.apt.adapter import AptCaches
+    from downloader.apt.sync import AptSync
 
     from downloader.base import AdapterState
     from reservoir.blobs import BlobStore
@@ -75,32 +72,6 @@ def _keyring_paths(keyrings: tuple[str, ...]) -> tuple[str, ...]:
 def _latest(values: Mapping[str, Any]) -> int:
     latest = values.get("latest")
     return 1 if latest is None else int(latest)
-
-
-@dataclass
-class AptSync(FetchingSync):
-    """One sync of an APT channel: one connection pool, the adapter over it, `.deb`s fetched verified."""
-
-    channel: ChannelSpec
-    blobs: BlobStore
-    caches: AptCaches
-    policy: FetchPolicy
-    scratch: Path
-    indexes_fetched: int = field(default=0, init=False)
-
-    async def select(self, on_progress: Callable[[], None]) -> Selection:
-        options = AptOptions.from_json(dict(self.channel.options))
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        adapter = AptAdapter(options, self.blobs, self.caches, self.fetcher, self.scratch)
-        selection = await adapter.select()
-        self.indexes_fetched = adapter.indexes_fetched
-        for _suite in options.suites:
-            on_progress()
-        selection.cursor = self.caches.cursor
-        return selection
-
-    async def store(self, files: list[UpstreamFile], on_done: Callable[[int], None]) -> list[StoreOutcome]:
-        return await store_files(self.fetcher, self.blobs, files, on_done)
 
 
 @dataclass(frozen=True)
@@ -179,6 +150,8 @@ class AptEcosystem:
         return lines
 
     def load_caches(self, session: Session, channel: ChannelSpec, state: AdapterState) -> AptCaches:
+        from downloader.apt.adapter import AptCaches
+
         return AptCaches.from_json(state.get(STATE_KEY) or {})
 
     def save_caches(self, session: Session, channel: ChannelSpec, caches: Any, state: AdapterState) -> None:
@@ -187,6 +160,8 @@ class AptEcosystem:
 
     def open(self, channel: ChannelSpec, blobs: BlobStore, caches: Any, policy: FetchPolicy,
              scratch: Path) -> AptSync:
+        from downloader.apt.sync import AptSync
+
         return AptSync(channel, blobs, caches, policy, scratch)
 
     def license_files(self, filename: str, stream: BinaryIO) -> list[Any]:

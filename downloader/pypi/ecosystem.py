@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
-from downloader.base import ChannelSetup, ChannelSpec, FetchPolicy, OptionSpec, Selection, StoreOutcome, UpstreamFile
-from downloader.fetch import Fetcher, FetchingSync
-from downloader.pypi.adapter import Caches, PyPIAdapter
-from downloader.pypi.index import JSON_TYPE
+from downloader.base import ChannelSetup, ChannelSpec, FetchPolicy, OptionSpec
 from downloader.pypi.options import PyPIOptions, read_requirements_file
 from downloader.pypi.targets import host_platform, host_python
 from reservoir.errors import ConfigError
@@ -23,19 +20,11 @@ from reservoir.errors import ConfigError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from downloader.pypi.adapter import Caches
+    from downloader.pypi.sync import PyPISync
+
     from downloader.base import AdapterState
     from reservoir.blobs import BlobStore
-
-
-# PyPI's page serial header, and a file:// index folder's pages: PEP 691 JSON
-# beside the HTML wins, as content negotiation would.
-SERIAL_HEADER = "X-PyPI-Last-Serial"
-FOLDER_PAGES = (("index.json", JSON_TYPE), ("index.html", "text/html"))
-
-
-def pypi_fetcher(policy: FetchPolicy) -> Fetcher:
-    """The shared transport, told where PyPI keeps its serials and its folder pages."""
-    return Fetcher(policy, serial_header=SERIAL_HEADER, folder_pages=FOLDER_PAGES)
 
 
 def _pip_config_index_url() -> str | None:
@@ -73,33 +62,6 @@ def host_pip_index_url() -> str:
 def _latest(values: Mapping[str, Any]) -> int:
     latest = values.get("latest")
     return 1 if latest is None else int(latest)
-
-
-@dataclass
-class PyPISync(FetchingSync):
-    """One sync of a PyPI channel: one connection pool, the adapter over it."""
-
-    channel: ChannelSpec
-    blobs: BlobStore
-    caches: Caches
-    policy: FetchPolicy
-    _adapter: PyPIAdapter | None = field(default=None, init=False)
-
-    def make_fetcher(self) -> Fetcher:
-        return pypi_fetcher(self.policy)
-
-    async def select(self, on_progress: Callable[[], None]) -> Selection:
-        options = PyPIOptions.from_json(dict(self.channel.options))
-        self._adapter = PyPIAdapter(self.channel.upstream, options, self.blobs, self.caches, self.fetcher,
-                                    on_page=on_progress)
-        selection = await self._adapter.select()
-        root = self.caches.root
-        selection.cursor = str(root.serial) if root is not None and root.serial is not None else None
-        return selection
-
-    async def store(self, files: list[UpstreamFile], on_done: Callable[[int], None]) -> list[StoreOutcome]:
-        assert self._adapter is not None, "select before store"
-        return await self._adapter.store(files, on_done)
 
 
 @dataclass(frozen=True)
@@ -160,6 +122,8 @@ class PyPIEcosystem:
 
     def open(self, channel: ChannelSpec, blobs: BlobStore, caches: Any, policy: FetchPolicy,
              scratch: Path) -> PyPISync:
+        from downloader.pypi.sync import PyPISync
+
         return PyPISync(channel, blobs, caches, policy)
 
     def license_files(self, filename: str, stream: BinaryIO) -> list[Any]:
