@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from downloader.base import OptionSpec, ecosystem, find_ecosystem, installed_kinds
-from hub.channels import add_channel, list_channels, remove_channel
 from reservoir.context import AppContext, pass_app
 
 
@@ -85,6 +84,8 @@ def channel_add(app: AppContext, name: str, kind: str, upstream: str | None, **v
     if stray:
         raise click.UsageError(f"{', '.join(stray)} is not an option of --kind {kind}")
     setup = ecosystem(kind).configure({**values, "upstream": upstream})
+    from hub.channels import add_channel
+
     with app.db.transaction() as session:
         created = add_channel(session, name, kind, setup)
         click.echo(f"channel {created.name} ({kind}) from {created.upstream}: {setup.summary}")
@@ -94,6 +95,8 @@ def channel_add(app: AppContext, name: str, kind: str, upstream: str | None, **v
 @pass_app
 def channel_ls(app: AppContext) -> None:
     """List channels with their upstream, targets and last sync."""
+    from hub.channels import list_channels
+
     with app.db.transaction() as session:
         infos = list_channels(session)
     if not infos:
@@ -112,6 +115,8 @@ def channel_ls(app: AppContext) -> None:
 @pass_app
 def channel_rm(app: AppContext, name: str) -> None:
     """Remove channel NAME and its release records (stored files are kept)."""
+    from hub.channels import remove_channel
+
     with app.db.transaction() as session:
         remove_channel(session, name)
     click.echo(f"channel {name} removed")

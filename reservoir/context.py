@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reservoir.blobs import BlobStore
-from reservoir.db import Database, open_database
 from reservoir.home import Home, load_home
+
+if TYPE_CHECKING:
+    from reservoir.db import Database
 
 
 @dataclass
@@ -28,6 +31,10 @@ class AppContext:
     @property
     def db(self) -> Database:
         if self._db is None:
+            # Imported here: SQLAlchemy is most of a command's start-up, and commands
+            # that only talk to a server (sessions) never open the database.
+            from reservoir.db import open_database
+
             self._db = open_database(self.home.db_url)
         return self._db
 

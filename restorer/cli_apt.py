@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
-from sqlalchemy import select
 
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ConfigError
-from reservoir.models import Channel
-from restorer.gpgkey import site_key
-from restorer.publish.apt import KIND, ChannelPolicy, live_suites
 
 
 def sources_stanza(url: str, channel: str, suites: list[str], components: list[str], arch: str,
@@ -47,6 +42,12 @@ def register(cli: click.Group) -> None:
     @pass_app
     def sources(app: AppContext, channel: str, url: str, key_file: str | None) -> None:
         """Print the deb822 .sources stanza for CHANNEL, signed by the site's key."""
+        from sqlalchemy import select
+
+        from reservoir.models import Channel
+        from restorer.gpgkey import site_key
+        from restorer.publish.apt import KIND, ChannelPolicy, live_suites
+
         app.home.require_role("site")
         with app.db.session() as session:
             row = session.scalars(select(Channel).where(Channel.name == channel)).one_or_none()

@@ -11,7 +11,6 @@ import click
 
 from reservoir.context import AppContext, pass_app
 from reservoir.errors import ConfigError, ReservoirError
-from sessions.inventory import declared_nodes, local_node, probe_gpus, sync_inventory
 from sessions.policies import POLICY_NAMES
 from sessions.resources import MILLI_PER_GPU, parse_request, parse_shares
 
@@ -53,6 +52,8 @@ def _shares_milli(value: str) -> int:
 
 def refresh_inventory(app: AppContext, probe: bool) -> str | None:
     """Sync declared nodes and (unless told not to) this machine's GPUs; returns why probing found none."""
+    from sessions.inventory import declared_nodes, local_node, probe_gpus, sync_inventory
+
     nodes = declared_nodes(app.home.section("scheduler"), str(app.home.config_path))
     problem = None
     if probe:
