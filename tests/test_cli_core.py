@@ -61,3 +61,20 @@ def test_blobs_verify_reports_corruption(tmp_path: Path) -> None:
     result = run("--home", str(home), "blobs", "verify")
     assert result.returncode == 1
     assert "1 corrupt" in result.stdout
+
+
+def test_commands_that_need_no_database_or_network_do_not_load_their_libraries() -> None:
+    """Start-up is most of a short command's time: the database layer and the http client load only when used.
+
+    Every component registers its commands at start-up, so one eager import in
+    any of them would put SQLAlchemy or aiohttp in front of every command
+    (session commands, which only talk to a server, most of all).
+    """
+    probe = (
+        "import sys; from reservoir.cli import main; sys.argv = ['reservoir', 'session', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('sqlalchemy', 'aiohttp', 'alembic', 'numpy') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
