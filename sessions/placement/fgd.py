@@ -19,10 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sessions.placement.base import MAX_NODE_GPU_MILLI, ClusterState, Placement, place_on_node
+from sessions.placement.base import (
+    MAX_NODE_GPU_MILLI,
+    ClusterState,
+    Placement,
+    place_on_node,
+)
 from sessions.placement.bestfit import leftover
 from sessions.resources import MILLI_PER_GPU, Request
-
 
 # The CPU part of a lexicographic (free GPU, CPU left) tie-break key: exact for nodes of up to
 # 200 cores (the trace's largest has 128), and 1 milli-CPU still moves the key by about 6e-10.
