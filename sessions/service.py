@@ -45,7 +45,7 @@ from sessions.enforcement import DeviceShare, HamiConfig
 from sessions.gpu_usage import default_nvml, fold, sample_gpus
 from sessions.inventory import NodeInventory, declared_nodes, local_node, probe_gpus, sync_inventory
 from sessions.mirror import AptSource, Mirror, config_files
-from sessions.models import ComputeSession, RequestState, SchedDevice, SchedNode, SchedRequest, SessionState, SessionUser
+from sessions.models import ComputeSession, RequestState, SchedNode, SchedRequest, SessionState, SessionUser
 from sessions.queue import SchedulerConfig, release, run_pass, submit
 from sessions.resources import MILLI_PER_GPU, Request, parse_cpu, parse_mem
 from sessions.spec import SessionPlan, container_spec

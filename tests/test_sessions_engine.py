@@ -8,7 +8,6 @@ request is recorded in the session's spec and asserted there instead of passed.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
