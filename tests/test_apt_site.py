@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from reservoir.context import AppContext
-from reservoir.models import Artifact, ArtifactState, Channel, Release
+from reservoir.models import Artifact, ArtifactState, Channel, Release, ReleaseState
 from restorer.gpgkey import stop_agent
 from restorer.importer import import_bundle
 from restorer.nginx import NginxSite, render_nginx_config
@@ -245,6 +245,66 @@ def test_keep_serves_the_newest_versions_of_each_package(site: AppContext, debs:
         apt_channel(session, CHANNEL).options = {**apt_channel(session, CHANNEL).options, "keep": 0}
     publish_site(site)
     assert sorted(v for name, v in packages_in(site, "stable") if name == "less-fixture") == ["3.0-1", "3.1-1"]
+
+
+def test_a_republish_reads_and_judges_only_what_changed(site: AppContext, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    import downloader.apt.installable as installable
+    import restorer.publish.apt as apt_publish
+
+    with site.db.transaction() as session:
+        channel = apt_channel(session, CHANNEL, suites=["stable"], components=["main"])
+        for i in range(200):
+            fake_package(session, site, channel, f"pkg{i:04d}", "1.0-1", depends="pkg0000" if i % 2 else "")
+        fake_package(session, site, channel, "needy", "1.0-1", depends="later-lib (>= 1) | nosuch")
+    publish_site(site)
+    assert "needy 1.0-1 -> later-lib (>= 1) | nosuch -> none of them published" in caplog.text
+    read: list[int] = []
+    judged: list[str] = []
+    entries, problem = apt_publish._entries, installable._problem
+    monkeypatch.setattr(apt_publish, "_entries",
+                        lambda session, channel, ids: read.extend([-1] if ids is None else ids)
+                        or entries(session, channel, ids))
+    monkeypatch.setattr(installable, "_problem",
+                        lambda universe, record: judged.append(record.name) or problem(universe, record))
+    leaf = {"apt": {leaf_key(CHANNEL, "stable", "main")}}
+
+    def republish() -> str:
+        read.clear()
+        judged.clear()
+        caplog.clear()
+        publish_changes(site, leaf)
+        return (tree(site) / "dists/stable/main/binary-amd64/Packages").read_text()
+
+    # A new package: only its release is read; it and what names it are judged, nothing else.
+    with site.db.transaction() as session:
+        fake_package(session, site, apt_channel(session, CHANNEL), "later-lib", "1.0-1")
+    text = republish()
+    assert len(read) == 1 and sorted(judged) == ["later-lib", "needy"]
+    assert "needy" not in caplog.text and "Package: later-lib" in text
+    # A release changed in place (its meta) is read again.
+    with site.db.transaction() as session:
+        release = session.scalars(select(Release).where(Release.name == "pkg0007")).one()
+        release.meta = {**release.meta, "control": release.meta["control"].replace("stand-in", "changed")}
+    text = republish()
+    assert len(read) == 1 and "Description: changed pkg0007" in text
+    # A package that leaves: what depended on it is judged again and reported.
+    with site.db.transaction() as session:
+        session.scalars(select(Release).where(Release.name == "pkg0000")).one().state = ReleaseState.REMOVED
+    text = republish()
+    assert read == [] and "Package: pkg0000\n" not in text
+    assert len(judged) == 100 and "pkg0001 1.0-1 -> pkg0000 -> not found" in caplog.text
+    # The republished bytes are a full rebuild's.
+    full = tmp_path / "rebuild"
+    other = AptPublisher()
+    other.bind(site)
+    other.root = full
+    with site.db.session() as session:
+        publish_kind(full, other, session, site.blobs, None)
+    for name in ("Packages", "Packages.gz", "Packages.xz"):
+        assert ((full / CHANNEL / "dists/stable/main/binary-amd64" / name).read_bytes()
+                == (tree(site) / "dists/stable/main/binary-amd64" / name).read_bytes())
 
 
 def test_a_package_apt_could_not_install_is_reported_and_held_back_when_asked(site: AppContext,

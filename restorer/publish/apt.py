@@ -35,23 +35,27 @@ published set cannot satisfy is held back instead of only reported),
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import logging
+import marshal
 import os
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from functools import cmp_to_key
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from debian.debian_support import version_compare
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from reservoir.blobs import BlobStore
@@ -71,6 +75,8 @@ BY_HASH = "by-hash"
 INSTALLABILITY_GROUP = "reservoir.installability"
 QUERY_CHUNK = 500
 CHUNK_CACHE = ".apt-chunks"  # beside the generations; a dot name no channel can take
+CHANNEL_CACHE = ".apt-channels"
+CHANNEL_CACHE_FORMAT = 1
 # Fields a stanza gets from the site, not the upstream: where the file is and what it hashes to here.
 _SITE_FIELDS = frozenset({"filename", "size", "md5sum", "sha1", "sha256", "sha512"})
 
@@ -113,9 +119,8 @@ class ChannelPolicy:
                              number("valid_days"), word("origin", "Reservoir"), word("label", name))
 
 
-@dataclass(frozen=True)
-class Package:
-    """One `.deb` the catalog publishes in an APT channel."""
+class Package(NamedTuple):
+    """One `.deb` the catalog publishes in an APT channel (a tuple: a republish makes one per release from the cache)."""
 
     name: str
     version: str
@@ -191,6 +196,19 @@ def keep_newest(packages: Iterable[Package], keep: int) -> list[Package]:
     return out
 
 
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic GC while a channel's thousands of records are made: they hold no cycles, and its passes over them
+    were a fifth of a republish."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def installability_checker() -> Checker | None:
     """The APT relation rules, from the ecosystem's plug-in (`reservoir.installability`), so the site imports no adapter."""
     for ep in entry_points(group=INSTALLABILITY_GROUP):
@@ -199,38 +217,116 @@ def installability_checker() -> Checker | None:
     return None
 
 
-def _packages(session: Session, channel: Channel) -> tuple[list[Package], list[str]]:
-    """Every `.deb` the catalog serves in `channel`, and what is wrong with the records it cannot.
+# What the installability check reads of a release's meta (the rest, the control text above all, is the stanza's).
+_RELATION_META = ("architecture", "multi_arch", "depends", "pre_depends", "recommends", "provides", "essential",
+                  "priority", "section", "source", "suite", "component")
+Stamp = tuple[str, str]  # a release's updated_at and its .deb's sha256: what its cached entry was made from
 
-    Plain columns, not ORM objects: a republish reads the whole channel, and this is most of its cost.
-    """
-    out: list[Package] = []
-    problems: list[str] = []
-    rows = session.execute(
-        select(Release.id, Release.name, Release.version, Release.meta, Artifact.filename, Artifact.sha256,
-               Artifact.size)
+
+class Entry(NamedTuple):
+    """A release as the channel cache keeps it: its served stanza (or why it is not served) and its relations."""
+
+    stamp: Stamp
+    package: Package | None
+    stanza: bytes | None
+    problem: str
+
+    def to_raw(self) -> tuple[Any, ...]:
+        return (self.stamp, None if self.package is None else tuple(self.package), self.stanza, self.problem)
+
+    @staticmethod
+    def from_raw(raw: tuple[Any, ...]) -> Entry:
+        stamp, fields, stanza, problem = raw
+        return Entry(stamp, None if fields is None else Package(*fields), stanza, problem)
+
+
+def _entry(channel: str, stamp: Stamp, name: str, version: str, meta: Mapping[str, Any] | None, filename: str,
+           sha256: str, size: int | None) -> Entry:
+    meta = meta or {}
+    try:
+        package = Package(
+            name=name, version=version, arch=str(meta["architecture"]), suite=str(meta["suite"]),
+            component=str(meta["component"]), source=str(meta.get("source") or name),
+            control=str(meta["control"]), filename=filename, sha256=sha256, size=int(size or 0),
+            meta={k: meta[k] for k in _RELATION_META if k in meta},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return Entry(stamp, None, None, f"{channel}: {name} {version}: no {exc} in its record")
+    try:
+        stanza = site_stanza(package, channel)
+    except AptPublishError as exc:
+        return Entry(stamp, None, None, exc.message)
+    return Entry(stamp, package._replace(control="", meta=dict(package.meta)), stanza, "")
+
+
+def _served_rows(channel: Channel, *columns: Any) -> Any:
+    return (
+        # updated_at as the database writes it: a stamp to compare, not a datetime to parse 5,000 times.
+        select(Release.id, cast(Release.updated_at, String), Artifact.sha256, *columns)
         .join(Artifact, Artifact.release_id == Release.id)
         .where(Release.channel_id == channel.id, Release.state == ReleaseState.ACTIVE, Release.gate == Gate.ALLOWED,
                Artifact.state == ArtifactState.STORED, Artifact.filename.like("%.deb"))
         .order_by(Release.id, Artifact.id)
     )
-    seen: set[int] = set()
-    for release_id, name, version, meta, filename, sha256, size in rows:
-        if release_id in seen:
-            continue
-        seen.add(release_id)
-        meta = meta or {}
+
+
+def _stamps(session: Session, channel: Channel) -> dict[int, Stamp]:
+    """Each served release's stamp, from three plain columns (a republish reads no more of the unchanged ones)."""
+    out: dict[int, Stamp] = {}
+    for release_id, updated, sha256 in session.execute(_served_rows(channel)):
+        if release_id not in out:  # a release's first .deb is its file
+            out[release_id] = (updated, sha256)
+    return out
+
+
+def _entries(session: Session, channel: Channel, ids: Sequence[int] | None) -> dict[int, Entry]:
+    """The entries of the releases `ids` (None: every served one), read as plain columns, not ORM objects."""
+    columns = (Release.name, Release.version, Release.meta, Artifact.filename, Artifact.size)
+    queries = [_served_rows(channel, *columns)] if ids is None else [
+        _served_rows(channel, *columns).where(Release.id.in_(ids[i : i + QUERY_CHUNK]))
+        for i in range(0, len(ids), QUERY_CHUNK)
+    ]
+    out: dict[int, Entry] = {}
+    for query in queries:
+        for release_id, updated, sha256, name, version, meta, filename, size in session.execute(query):
+            if release_id not in out:
+                out[release_id] = _entry(channel.name, (updated, sha256), name, version, meta, filename,
+                                         sha256, size)
+    return out
+
+
+@dataclass
+class ChannelCache:
+    """What the last publish of a channel read and judged, beside the trees: a republish reads, rewrites and
+    judges only the releases whose stamp changed (and, for the check, what depends on them)."""
+
+    releases: dict[int, Entry] = field(default_factory=dict)
+    served: list[tuple[str, str, str]] = field(default_factory=list)  # the keys the check judged
+    verdicts: dict[tuple[str, str, str], str] | None = None  # None: not judged as a whole (hold)
+
+    @staticmethod
+    def load(path: Path | None) -> ChannelCache | None:
+        if path is None:
+            return None
         try:
-            package = Package(
-                name=name, version=version, arch=str(meta["architecture"]), suite=str(meta["suite"]),
-                component=str(meta["component"]), source=str(meta.get("source") or name),
-                control=str(meta["control"]), filename=filename, sha256=sha256, size=int(size or 0), meta=meta,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            problems.append(f"{channel.name}: {name} {version}: no {exc} in its record")
-            continue
-        out.append(package)
-    return out, problems
+            raw = marshal.loads(path.read_bytes())
+            if raw[0] != CHANNEL_CACHE_FORMAT:
+                return None
+            _, releases, served, verdicts = raw
+            return ChannelCache({rid: Entry.from_raw(e) for rid, e in releases.items()},
+                                [tuple(k) for k in served], verdicts)  # type: ignore[misc]
+        except (OSError, EOFError, ValueError, TypeError, IndexError):
+            return None  # missing or unreadable: the channel is read whole
+
+    def save(self, path: Path | None) -> None:
+        if path is None:
+            return
+        raw = (CHANNEL_CACHE_FORMAT, {rid: e.to_raw() for rid, e in self.releases.items()}, self.served,
+               self.verdicts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}"
+        tmp.write_bytes(marshal.dumps(raw))
+        os.replace(tmp, path)
 
 
 @dataclass
@@ -274,6 +370,10 @@ class AptPublisher:
         return keys
 
     def render_leaves(self, session: Session, blobs: BlobStore, keys: Sequence[str]) -> Iterable[Leaf]:
+        with paused_gc():
+            return self._render_leaves(session, blobs, keys)
+
+    def _render_leaves(self, session: Session, blobs: BlobStore, keys: Sequence[str]) -> list[Leaf]:
         by_channel: dict[str, set[str]] = defaultdict(set)
         for key in keys:
             by_channel[key.split("/", 1)[0]].add(key)
@@ -285,23 +385,36 @@ class AptPublisher:
             leaves += self._channel_leaves(session, blobs, channel, by_channel[name])
         return leaves
 
+    def _channel_cache_path(self, channel: str) -> Path | None:
+        if self.root is None:
+            return None
+        return self.root / CHANNEL_CACHE / hashlib.sha256(channel.encode()).hexdigest()[:32]
+
     def _channel_leaves(self, session: Session, blobs: BlobStore, channel: Channel, keys: set[str]) -> list[Leaf]:
         policy = ChannelPolicy.from_options(channel.name, channel.options)
-        packages, problems = _packages(session, channel)
-        served: list[Package] = []
-        stanzas: dict[tuple[str, str, str], bytes] = {}
-        for package in packages:
-            if package.arch not in (policy.arch, "all"):
-                continue
-            try:
-                stanzas[package.key] = site_stanza(package, channel.name)
-            except AptPublishError as exc:
-                problems.append(exc.message)
-                continue
-            served.append(package)
+        path = self._channel_cache_path(channel.name)
+        # A full publish reads everything again: it is also how a site gets past a cache it doubts.
+        cache = None if self._full else ChannelCache.load(path)
+        if cache is None:
+            entries = _entries(session, channel, None)
+            fresh = set(entries)
+        else:
+            stamps = _stamps(session, channel)
+            entries = {rid: cache.releases[rid] for rid, stamp in stamps.items()
+                       if rid in cache.releases and cache.releases[rid].stamp == stamp}
+            fresh = set(stamps) - set(entries)
+            entries.update(_entries(session, channel, sorted(fresh)))
+        problems = [e.problem for _, e in sorted(entries.items()) if e.problem]
+        served = [e.package for _, e in sorted(entries.items())
+                  if e.package is not None and e.package.arch in (policy.arch, "all")]
         served = keep_newest(served, policy.keep)
-        wanted = [p for p in served if leaf_key(channel.name, p.suite, p.component) in keys]
-        unfit = self._check(channel.name, policy, served, wanted)
+        stanzas = {e.package.key: e.stanza for e in entries.values() if e.package is not None and e.stanza}
+        places = {(p.suite, p.component) for p in served}
+        wanted_places = {place for place in places if leaf_key(channel.name, *place) in keys}
+        wanted = [p for p in served if (p.suite, p.component) in wanted_places]
+        unfit, verdicts = self._check(channel.name, policy, served, wanted, cache, {
+            e.package.key for rid, e in entries.items() if rid in fresh and e.package is not None})
+        ChannelCache(entries, [p.key for p in served], verdicts).save(path)
         for key, why in sorted(unfit.items()):
             if policy.hold_uninstallable:
                 self.held.append(f"{channel.name}: {why}")
@@ -319,15 +432,37 @@ class AptPublisher:
             by_leaf[leaf_key(channel.name, package.suite, package.component)].append(package)
         return [self._leaf(channel.name, policy, key, group, stanzas, blobs) for key, group in sorted(by_leaf.items())]
 
-    def _check(self, channel: str, policy: ChannelPolicy, served: list[Package],
-               wanted: list[Package]) -> dict[tuple[str, str, str], str]:
+    def _check(self, channel: str, policy: ChannelPolicy, served: list[Package], wanted: list[Package],
+               cache: ChannelCache | None, fresh: set[tuple[str, str, str]]) -> tuple[dict[tuple[str, str, str], str], dict[tuple[str, str, str], str] | None]:
+        """The wanted packages apt could not install, and the verdicts on the whole set to keep (None with hold).
+
+        Without hold the whole set is judged, against the cache's verdicts when there are some, so
+        that the next publish judges only what its change can affect.
+        """
         checker = installability_checker()
         if checker is None:
             log.warning("apt %s: no installability check installed (entry point %s apt); published unchecked",
                         channel, INSTALLABILITY_GROUP)
-            return {}
-        return checker([(p.name, p.version, p.meta) for p in served], policy.arch, f"the site's {channel}",
-                       check=[p.key for p in wanted], hold=policy.hold_uninstallable)
+            return {}, None
+        where = f"the site's {channel}"
+        entries = [(p.name, p.version, p.meta) for p in served]
+        if policy.hold_uninstallable:
+            unfit = checker(entries, policy.arch, where, check=[p.key for p in wanted], hold=True)
+            return unfit, None
+        if cache is None or cache.verdicts is None:
+            verdicts = checker(entries, policy.arch, where)
+        else:
+            # What entered or left the judged set, or was read again (another .deb, other meta).
+            now = {p.key for p in served}
+            before = set(cache.served)
+            gone = {e.package.key: e.package for e in cache.releases.values() if e.package is not None
+                    and e.package.key in before and (e.package.key not in now or e.package.key in fresh)}
+            changed = [(p.name, p.version, p.meta) for p in served if p.key not in before or p.key in fresh]
+            changed += [(p.name, p.version, p.meta) for p in gone.values()]
+            previous = {key: cache.verdicts.get(key, "") for key in before if key not in fresh}
+            verdicts = checker(entries, policy.arch, where, previous=previous, changed=changed)
+        keys = {p.key for p in wanted}
+        return {key: why for key, why in verdicts.items() if key in keys}, verdicts
 
     def _leaf(self, channel: str, policy: ChannelPolicy, key: str, packages: list[Package],
               stanzas: Mapping[tuple[str, str, str], bytes], blobs: BlobStore) -> Leaf:
