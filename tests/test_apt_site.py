@@ -268,11 +268,18 @@ def test_a_republish_reads_and_judges_only_what_changed(site: AppContext, tmp_pa
                         or entries(session, channel, ids))
     monkeypatch.setattr(installable, "_problem",
                         lambda universe, record: judged.append(record.name) or problem(universe, record))
+    import restorer.publish as orchestration
+
+    looked: list[str] = []
+    safe_join = orchestration.safe_join
+    monkeypatch.setattr(orchestration, "safe_join", lambda root, *parts, **kw: looked.extend(
+        p for p in parts if "/pool/" in p) or safe_join(root, *parts, **kw))
     leaf = {"apt": {leaf_key(CHANNEL, "stable", "main")}}
 
     def republish() -> str:
         read.clear()
         judged.clear()
+        looked.clear()
         caplog.clear()
         publish_changes(site, leaf)
         return (tree(site) / "dists/stable/main/binary-amd64/Packages").read_text()
@@ -282,6 +289,7 @@ def test_a_republish_reads_and_judges_only_what_changed(site: AppContext, tmp_pa
         fake_package(session, site, apt_channel(session, CHANNEL), "later-lib", "1.0-1")
     text = republish()
     assert len(read) == 1 and sorted(judged) == ["later-lib", "needy"]
+    assert len(looked) == 1 and "later-lib" in looked[0]  # the pool files the live tree has are not looked at
     assert "needy" not in caplog.text and "Package: later-lib" in text
     # A release changed in place (its meta) is read again.
     with site.db.transaction() as session:

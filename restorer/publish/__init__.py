@@ -250,7 +250,8 @@ def _render(
         if unknown:
             raise ReservoirError(f"the {publisher.kind} publisher rendered leaves it was not asked for: {sorted(unknown)[:3]}")
         rendered += len(leaves)
-        written = _write_leaves(root, store, blobs, leaves, tops)
+        known = {key: entry.files for key in batch if (entry := shards.get(shard_of(key), {}).get(key)) is not None}
+        written = _write_leaves(root, store, blobs, leaves, tops, known)
         for key in batch:
             entries = shards.setdefault(shard_of(key), {})
             if key in written:
@@ -309,20 +310,31 @@ def _ensure_links(root: Path, links: Mapping[str, str]) -> None:
         list(pool.map(lambda item: ensure_link(root, item[0], item[1], made), sorted(links.items())))
 
 
-def _write_leaves(root: Path, store: ObjectStore, blobs: BlobStore, leaves: list[Leaf], tops: set[str]) -> dict[str, NodeEntry]:
-    """Each leaf's page object, and its package files into the shared `files` folders (a path names one content forever)."""
-    tops.update(top_folder(relative) for leaf in leaves for relative in leaf.files)
+def _write_leaves(root: Path, store: ObjectStore, blobs: BlobStore, leaves: list[Leaf], tops: set[str],
+                  known: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, NodeEntry]:
+    """Each leaf's page object, and its package files into the shared `files` folders (a path names one content forever).
 
-    def write(leaf: Leaf) -> NodeEntry:
-        for relative, sha in leaf.files.items():
+    `known`: the files each leaf's live entry names, which are in place (a path names one content,
+    and a file leaves only once no generation names it), so they are not looked at again.
+    """
+    tops.update(top_folder(relative) for leaf in leaves for relative in leaf.files)
+    known = known or {}
+    files = sorted({(relative, sha) for leaf in leaves for relative, sha in leaf.files.items()
+                    if known.get(leaf.key, {}).get(relative) != sha})
+
+    def link(part: list[tuple[str, str]]) -> None:
+        for relative, sha in part:
             dest = safe_join(root, relative)
             if not dest.is_file():
                 blobs.link_into(sha, dest)
+
+    def write(leaf: Leaf) -> NodeEntry:
         return NodeEntry(store.write_page(leaf.key, leaf.pages, leaf.links), leaf.summary, dict(leaf.files))
 
-    # A leaf costs a dozen file-system calls and little Python: threads overlap their waiting,
-    # and list() re-raises the first failure.
+    # A file or a leaf costs a dozen file-system calls and little Python: threads overlap their
+    # waiting (an APT leaf names thousands of files), and list() re-raises the first failure.
     with ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish") as pool:
+        list(pool.map(link, [files[i :: PUBLISH_THREADS] for i in range(PUBLISH_THREADS)]))
         return dict(zip((leaf.key for leaf in leaves), pool.map(write, leaves), strict=True))
 
 
