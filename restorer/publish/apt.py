@@ -341,6 +341,7 @@ class AptPublisher:
     held: list[str] = field(default_factory=list)
     _key: SiteKey | None = field(default=None, repr=False)
     _full: bool = False
+    _channel_caches: set[Path] = field(default_factory=set)  # written by this publish
 
     def bind(self, app: Any) -> None:
         self.root = app.home.trees_dir / KIND
@@ -415,6 +416,8 @@ class AptPublisher:
         unfit, verdicts = self._check(channel.name, policy, served, wanted, cache, {
             e.package.key for rid, e in entries.items() if rid in fresh and e.package is not None})
         ChannelCache(entries, [p.key for p in served], verdicts).save(path)
+        if path is not None:
+            self._channel_caches.add(path)
         for key, why in sorted(unfit.items()):
             if policy.hold_uninstallable:
                 self.held.append(f"{channel.name}: {why}")
@@ -528,7 +531,17 @@ class AptPublisher:
             out[f"{channel}/key.gpg"] = public
         if self._full:
             self.cache.sweep()
+            self._sweep_channel_caches()
         return out
+
+    def _sweep_channel_caches(self) -> None:
+        """After a full publish, which wrote the cache of every channel it serves: those of channels gone."""
+        folder = None if self.root is None else self.root / CHANNEL_CACHE
+        if folder is None or not folder.is_dir():
+            return
+        for path in folder.iterdir():
+            if path not in self._channel_caches:
+                path.unlink(missing_ok=True)
 
     # -- collection
 
