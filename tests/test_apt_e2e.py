@@ -26,7 +26,13 @@ from restorer.publish import publish_changes, publish_site
 from restorer.publish.apt import leaf_key
 from tests.support.apt_site import add_deb, apt_channel, site_app
 from tests.support.debroot import NoDebootstrap, fresh_root, in_root, remove_root
-from tests.support.debs import FIXTURE_SET, HELLO_SCRIPT, DebSpec, build_deb, have_dpkg_deb
+from tests.support.debs import (
+    FIXTURE_SET,
+    HELLO_SCRIPT,
+    DebSpec,
+    build_deb,
+    have_dpkg_deb,
+)
 from tests.support.site import run_server
 
 pytestmark = pytest.mark.slow
@@ -234,7 +240,13 @@ def test_real_upstream_hello_and_python3_yaml_installed_from_the_site(
 
     from reservoir.blobs import BlobStore
     from reservoir.cli import cli
-    from tests.support.debroot import blob_cache, keep_blobs, reachable, real_source, seed_blobs
+    from tests.support.debroot import (
+        blob_cache,
+        keep_blobs,
+        reachable,
+        real_source,
+        seed_blobs,
+    )
 
     monkeypatch.setattr("hub.sync.vetters", lambda: [])  # scancode is slow and tested on its own
     source = real_source()

@@ -250,8 +250,8 @@ def test_keep_serves_the_newest_versions_of_each_package(site: AppContext, debs:
 def test_a_republish_reads_and_judges_only_what_changed(site: AppContext, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    import downloader.apt.installable as installable
     import restorer.publish.apt as apt_publish
+    from downloader.apt import installable
 
     with site.db.transaction() as session:
         channel = apt_channel(session, CHANNEL, suites=["stable"], components=["main"])

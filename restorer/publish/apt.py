@@ -60,11 +60,18 @@ from sqlalchemy.orm import Session
 
 from reservoir.blobs import BlobStore
 from reservoir.errors import ReservoirError
-from reservoir.models import Artifact, ArtifactState, Channel, Gate, Release, ReleaseState
+from reservoir.models import (
+    Artifact,
+    ArtifactState,
+    Channel,
+    Gate,
+    Release,
+    ReleaseState,
+)
 from restorer.gpgkey import SiteKey, site_key
 from restorer.publish import Leaf, ReleaseRef
 from restorer.publish.apt_index import ChunkCache, digests, render_index
-from restorer.publish.layout import generations, read_state, ObjectStore
+from restorer.publish.layout import ObjectStore, generations, read_state
 from restorer.publish.tree import live_generation, safe_join
 
 log = logging.getLogger(__name__)
