@@ -220,6 +220,8 @@ def test_sync_verifies_selects_and_fetches_then_a_second_sync_asks_only_for_inre
     assert f"SHA256: {deb.sha256}" in hello.meta["control"]
     assert held["libgreet1==2.0-1"].meta["source"] == "greet"
     assert held["greet-data==1.0-1"].meta["architecture"] == "all"
+    # The upstream suite's Origin and Label, which the site's Release repeats.
+    assert (hello.meta["origin"], hello.meta["label"]) == ("Reservoir Tests", "Reservoir Tests")
     assert BlobStore(home / "blobs").has(deb.sha256)
     # What a bundle carries of each passes the site's APT schema.
     for release in held.values():

@@ -159,6 +159,30 @@ def fake_package(session: object, app: AppContext, channel: Channel, name: str, 
     session.add(release)  # type: ignore[attr-defined]
 
 
+def test_release_origin_and_label_are_the_upstreams_unless_the_channel_names_its_own(
+        site: AppContext, debs: dict[str, list[Path]], tmp_path: Path) -> None:
+    with site.db.transaction() as session:
+        channel = apt_channel(session, CHANNEL, suites=list(SUITES), components=["main"])
+        add_deb(session, site.blobs, channel, debs["stable"][0], "stable",
+                meta_changes={"origin": "Debian", "label": "Debian"})
+        add_deb(session, site.blobs, channel, debs["stable-updates"][0], "stable-updates",
+                meta_changes={"origin": "Debian", "label": "Debian\nSuite: forged"})  # not one line: not used
+    publish_site(site)
+
+    def origin_label(suite: str) -> tuple[str, str]:
+        fields, _ = release_fields((tree(site) / "dists" / suite / "Release").read_text())
+        return fields["Origin"], fields["Label"]
+
+    assert origin_label("stable") == ("Debian", "Debian")  # a client's pins on o=Debian keep matching
+    assert origin_label("stable-updates") == ("Debian", CHANNEL)
+    assert "forged" not in (tree(site) / "dists/stable-updates/Release").read_text()
+    with site.db.transaction() as session:
+        channel = apt_channel(session, CHANNEL)
+        channel.options = {**channel.options, "origin": "Site", "label": "Site mirror"}
+    publish_site(site)
+    assert origin_label("stable") == origin_label("stable-updates") == ("Site", "Site mirror")
+
+
 def test_a_republish_recompresses_only_the_changed_chunks_and_equals_a_full_rebuild(site: AppContext,
                                                                                      tmp_path: Path) -> None:
     with site.db.transaction() as session:

@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from downloader.apt.closure import ClosureResult, Universe, resolve
@@ -107,6 +108,7 @@ class AptAdapter:
     scratch: Path  # for gpgv's files; the hub's tmp folder
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     indexes_fetched: int = 0
+    labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # suite -> its Release's Origin and Label
 
     async def select(self) -> Selection:
         indexes: list[list[PackageRecord]] = []
@@ -123,7 +125,7 @@ class AptAdapter:
         where = f"{', '.join(self.options.suites)} {' '.join(self.options.components)}"
         universe = Universe.build(indexes, self.options.arch, where)
         result = await asyncio.to_thread(resolve, universe, self.options.closure)
-        return to_selection(result, {s.suite: s.uri for s in self.options.sources})
+        return to_selection(result, {s.suite: s.uri for s in self.options.sources}, self.labels)
 
     async def _suite(self, suite: str, tmp: Path) -> tuple[list[list[PackageRecord]], SuiteState]:
         source = self.options.source(suite)
@@ -139,6 +141,7 @@ class AptAdapter:
             verified = verify_detached(data, signature, keyrings, tmp, what)
         release = parse_release(verified.text, what)
         check_release(release, suite, self.now, self.options.allow_expired, what)
+        self.labels[suite] = (release.fields.get("Origin", ""), release.fields.get("Label", ""))
         self._store(data)  # only once verified
         if signature is not None:
             self._store(signature)
@@ -223,8 +226,17 @@ def release_meta(record: PackageRecord) -> dict[str, Any]:
     }
 
 
-def to_selection(result: ClosureResult, uris: dict[str, str]) -> Selection:
-    """The closure's records as releases (one `.deb` each); name==version twice is a warning, first kept."""
+def _labels_meta(origin: str, label: str) -> dict[str, str]:
+    return {key: value for key, value in (("origin", origin), ("label", label)) if value}
+
+
+def to_selection(result: ClosureResult, uris: dict[str, str],
+                 labels: Mapping[str, tuple[str, str]] | None = None) -> Selection:
+    """The closure's records as releases (one `.deb` each); name==version twice is a warning, first kept.
+
+    `labels`: each suite's upstream Origin and Label, kept in the meta so that the site's Release
+    carries them (a client's pins on `o=Debian` keep matching).
+    """
     selection = Selection(warnings=list(result.warnings))
     for record in result.chosen:
         key = f"{record.name}=={record.version}"
@@ -239,6 +251,6 @@ def to_selection(result: ClosureResult, uris: dict[str, str]) -> Selection:
             display_name=record.name,
             version=record.version,
             files=[upstream_file(record, uris[record.suite])],
-            meta=release_meta(record),
+            meta={**release_meta(record), **_labels_meta(*(labels or {}).get(record.suite, ("", "")))},
         ))
     return selection

@@ -128,6 +128,9 @@ class AptSchema:
         "pre_depends": optional(_TEXT),
         "recommends": optional(_TEXT),
         "provides": optional(_TEXT),
+        # The upstream suite's Release Origin and Label, which the site's Release repeats: one line each.
+        "origin": optional(text(128)),
+        "label": optional(text(128)),
     })
     artifact_meta: Mapping[str, Check] = field(default_factory=lambda: {
         "architecture": _pattern(ARCH_RE, "an architecture", 64),

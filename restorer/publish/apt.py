@@ -30,7 +30,9 @@ Channel options read here (the hub's channel options, from the bundle):
 suite, 0 for all), `hold_uninstallable` (a package whose dependencies the
 published set cannot satisfy is held back instead of only reported),
 `valid_days` (a `Valid-Until` so many days ahead; off by default),
-`origin` and `label` (the Release's).
+`origin` and `label` (the Release's; by default the upstream suite's, which
+the hub keeps in each release's meta, so a client's pins on `o=Debian` keep
+matching; `Reservoir` and the channel's name when the upstream gave none).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ INSTALLABILITY_GROUP = "reservoir.installability"
 QUERY_CHUNK = 500
 CHUNK_CACHE = ".apt-chunks"  # beside the generations; a dot name no channel can take
 CHANNEL_CACHE = ".apt-channels"
-CHANNEL_CACHE_FORMAT = 1
+CHANNEL_CACHE_FORMAT = 2
 # Fields a stanza gets from the site, not the upstream: where the file is and what it hashes to here.
 _SITE_FIELDS = frozenset({"filename", "size", "md5sum", "sha1", "sha256", "sha512"})
 
@@ -102,8 +104,8 @@ class ChannelPolicy:
     keep: int = 0
     hold_uninstallable: bool = False
     valid_days: int = 0
-    origin: str = "Reservoir"
-    label: str = ""
+    origin: str = ""  # empty: the upstream suite's, else DEFAULT_ORIGIN
+    label: str = ""  # empty: the upstream suite's, else the channel's name
 
     @staticmethod
     def from_options(name: str, options: Mapping[str, Any] | None) -> ChannelPolicy:
@@ -123,7 +125,7 @@ class ChannelPolicy:
             return value
 
         return ChannelPolicy(word("arch", "amd64"), number("keep"), bool(options.get("hold_uninstallable")),
-                             number("valid_days"), word("origin", "Reservoir"), word("label", name))
+                             number("valid_days"), word("origin", ""), word("label", ""))
 
 
 class Package(NamedTuple):
@@ -226,7 +228,22 @@ def installability_checker() -> Checker | None:
 
 # What the installability check reads of a release's meta (the rest, the control text above all, is the stanza's).
 _RELATION_META = ("architecture", "multi_arch", "depends", "pre_depends", "recommends", "provides", "essential",
-                  "priority", "section", "source", "suite", "component")
+                  "priority", "section", "source", "suite", "component", "origin", "label")
+DEFAULT_ORIGIN = "Reservoir"
+_ONE_LINE_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
+
+def upstream_labels(packages: Iterable[Package]) -> tuple[str, str]:
+    """The upstream suite's Origin and Label, as the hub kept them in the packages' meta ("" where none is usable)."""
+    found = ["", ""]
+    for package in packages:
+        for i, key in enumerate(("origin", "label")):
+            value = package.meta.get(key)
+            if not found[i] and isinstance(value, str) and _ONE_LINE_RE.fullmatch(value):
+                found[i] = value
+        if all(found):
+            break
+    return found[0], found[1]
 Stamp = tuple[str, str]  # a release's updated_at and its .deb's sha256: what its cached entry was made from
 
 
@@ -488,8 +505,10 @@ class AptPublisher:
             listed[name] = digest.to_json()
             files[self._by_hash(channel, digest.sha256, content, blobs)] = digest.sha256
         first = packages[0]
+        origin, label = upstream_labels(packages)
         summary = {"s": first.suite, "c": first.component, "a": [policy.arch], "f": listed,
-                   "o": policy.origin, "l": policy.label, "v": policy.valid_days}
+                   "o": policy.origin or origin or DEFAULT_ORIGIN, "l": policy.label or label or channel,
+                   "v": policy.valid_days}
         return Leaf(key=key, pages=pages, files=files, summary=json.dumps(summary, sort_keys=True),
                     links={f"{folder}/{BY_HASH}": f"{channel}/{BY_HASH}"})
 
