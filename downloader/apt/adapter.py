@@ -114,8 +114,14 @@ class AptAdapter:
         indexes: list[list[PackageRecord]] = []
         states: dict[str, SuiteState] = {}
         with tempfile.TemporaryDirectory(dir=self.scratch, prefix="apt-") as tmp:
-            for suite in self.options.suites:
-                records, states[suite] = await self._suite(suite, Path(tmp))
+            # The suites are independent until the closure: their round trips overlap.
+            # Each suite dearmors its keyrings into a folder of its own: two suites may name different keys.
+            scratches = [Path(tmp) / f"suite-{n}" for n in range(len(self.options.suites))]
+            for folder in scratches:
+                folder.mkdir()
+            done = await asyncio.gather(*(self._suite(suite, folder) for suite, folder in zip(self.options.suites, scratches)))
+            for suite, (records, state) in zip(self.options.suites, done, strict=True):
+                states[suite] = state
                 indexes += records
         # Only a sync that verified every suite moves the caches on.
         for suite, state in states.items():
