@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from restorer.auth import HTPASSWD_FILE, AccountStore, sha512_crypt
 from restorer.nginx import NginxSite, render_nginx_config
 from restorer.publish import publish_site
 from tests.support.clients import require_executable
-from tests.support.site import free_port
+from tests.support.site import free_port, run_nginx
 from tests.test_serve_pypi import RunningServer, request
 
 
@@ -144,22 +143,8 @@ def nginx_with_auth(site: AppContext, tmp_path: Path) -> Iterator[RunningServer]
     conf = prefix / "nginx.conf"
     # Workers run as root here only because pytest's temporary folders are private to root.
     conf.write_text(render_nginx_config(site_block, standalone=True, prefix=prefix, user="root"))
-    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], stderr=subprocess.PIPE)
-    server = RunningServer(url=f"http://127.0.0.1:{port}", process=process, access_log=prefix / "none")  # type: ignore[arg-type]
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if request(server, "/healthz")[0] == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    with run_nginx(binary, conf, prefix, port) as server:
         yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_real_nginx_accepts_the_password_and_refuses_a_wrong_one(nginx_with_auth: RunningServer) -> None:

@@ -6,7 +6,6 @@ import gzip
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from reservoir.context import AppContext
 from restorer.nginx import NginxSite, render_nginx_config
 from restorer.publish import publish_site
 from tests.support.clients import require_executable
-from tests.support.site import free_port
+from tests.support.site import free_port, run_nginx
 from tests.test_serve_pypi import PIP_ACCEPT, RunningServer, pip, request
 
 
@@ -43,22 +42,8 @@ def nginx(site: AppContext, tmp_path: Path) -> Iterator[RunningServer]:
     )
     check = subprocess.run([binary, "-t", "-c", str(conf), "-p", str(prefix)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], stderr=subprocess.PIPE)
-    server = RunningServer(url=f"http://127.0.0.1:{port}", process=process, access_log=prefix / "none")  # type: ignore[arg-type]
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if request(server, "/healthz")[0] == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    with run_nginx(binary, conf, prefix, port) as server:
         yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_nginx_negotiates_like_reservoir_serve(nginx: RunningServer) -> None:

@@ -119,3 +119,28 @@ def run_server(home: Path, *extra: str, workers: int = 1) -> Iterator[RunningSer
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@contextmanager
+def run_nginx(binary: str, conf: Path, prefix: Path, port: int) -> Iterator[RunningServer]:
+    """nginx in the foreground on `conf`, once 127.0.0.1:`port` answers /healthz; always stopped."""
+    import urllib.error
+    import urllib.request
+
+    process = subprocess.Popen([binary, "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield RunningServer(url=url, process=process, access_log=prefix / "none")  # type: ignore[arg-type]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
