@@ -200,6 +200,8 @@ class AdapterState:
 
     values: dict[str, Any] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    # What a `CursorProbe` fetched for this sync only (never stored): the full sync reuses it, not asking twice.
+    fetched: dict[str, Any] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
@@ -262,6 +264,8 @@ class Ecosystem(Protocol):
     def open(self, channel: ChannelSpec, blobs: BlobStore, caches: Any, policy: FetchPolicy,
              scratch: Path) -> Adapter: ...
 
+    # Optional: `async def upstream_cursor(channel, state, policy, scratch) -> str | None` (see `CursorProbe`).
+
     def license_files(self, filename: str, stream: BinaryIO) -> list[Any]:
         """The license-bearing files (`licenses.files.LicenseFile`) of one stored artifact."""
         ...
@@ -269,6 +273,26 @@ class Ecosystem(Protocol):
     def declaration(self, meta: Mapping[str, Any], files: list[Any]) -> Any | None:
         """The release's declared license (`licenses.declared.Declared`) from its meta and license files."""
         ...
+
+
+class CursorProbe(Protocol):
+    """An ecosystem's optional cheapest look at its upstream, asked before any cache is loaded.
+
+    It returns the cursor a full sync would record now (what `Selection.cursor`
+    would be), from the fewest conditional requests (a root index, each suite's
+    InRelease) and what `state` kept; None when it cannot tell cheaply (the
+    hub then runs the whole sync). It never verifies or stores anything: the
+    hub only compares it to the cursor of the last complete sync, whose
+    content was verified then.
+    """
+
+    async def upstream_cursor(self, channel: ChannelSpec, state: AdapterState, policy: FetchPolicy,
+                              scratch: Path) -> str | None: ...
+
+
+def cursor_probe(eco: Ecosystem) -> CursorProbe | None:
+    """The ecosystem's `upstream_cursor` hook, if it has one."""
+    return eco if callable(getattr(eco, "upstream_cursor", None)) else None  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from downloader.base import (
     Selection,
     StoreOutcome,
     UpstreamFile,
+    cursor_probe,
     ecosystem,
 )
 from hub.cache import load_state, save_state
@@ -82,6 +84,8 @@ class ChannelReport:
 
 # The adapter's last cursor, kept per channel beside its caches (docs/catalog.md).
 CURSOR_KEY = "cursor"
+# The last sync that selected and stored everything: its cursor, the options it ran with, what it reported.
+LAST_COMPLETE_KEY = "last_complete"
 
 
 @dataclass
@@ -100,9 +104,46 @@ def load_channel(session: Session, name: str) -> ChannelSpec:
     return ChannelSpec(channel.id, channel.name, channel.kind, channel.upstream, dict(channel.options or {}))
 
 
-def load_caches(session: Session, eco: Ecosystem, channel: ChannelSpec) -> Caches:
-    state = load_state(session, channel.id)
+def load_caches(session: Session, eco: Ecosystem, channel: ChannelSpec, state: AdapterState | None = None) -> Caches:
+    state = load_state(session, channel.id) if state is None else state
     return Caches(eco.load_caches(session, channel, state), state)
+
+
+def options_digest(channel: ChannelSpec) -> str:
+    """What a channel's selection depends on besides its upstream's state."""
+    return hashlib.sha256(json.dumps({"upstream": channel.upstream, "options": dict(channel.options)},
+                                     sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- the no-change shortcut
+
+
+def upstream_unchanged(eco: Ecosystem, channel: ChannelSpec, state: AdapterState, policy: FetchPolicy,
+                       scratch: Path) -> bool:
+    """Whether the last complete sync's selection still holds, asked with the ecosystem's cheapest requests.
+
+    Only a sync that failed nothing counts (failures are retried by a full
+    sync), with the channel's options as they are now.
+    """
+    last = state.get(LAST_COMPLETE_KEY)
+    probe = cursor_probe(eco)
+    if probe is None or not isinstance(last, dict) or last.get("options") != options_digest(channel):
+        return False
+    try:
+        now = asyncio.run(probe.upstream_cursor(channel, state, policy, scratch))
+    except ReservoirError:
+        return False  # the full sync asks again and reports what is wrong
+    return now is not None and now == last.get("cursor")
+
+
+def record_no_change(session: Session, channel: ChannelSpec, state: AdapterState, report: ChannelReport) -> None:
+    """A sync that found the upstream as the last complete one left it: a run with nothing added or removed."""
+    last = state.get(LAST_COMPLETE_KEY) or {}
+    report.selected = int(last.get("selected", 0))
+    report.warnings = list(last.get("warnings", []))
+    save_state(session, channel.id, state)  # validators the probe refreshed
+    session.add(SyncRun(channel_id=channel.id, finished_at=utcnow(), status="ok", added=0, removed=0, failed=0,
+                        downloaded_bytes=0, message="", started_at=report.started_at))
 
 
 def held_releases(session: Session, channel_id: int) -> dict[str, Release]:
@@ -242,10 +283,14 @@ def _record_release(session: Session, channel_id: int, selected: SelectedRelease
 
 
 def _save_caches(session: Session, eco: Ecosystem, channel: ChannelSpec, caches: Caches,
-                 selection: Selection) -> None:
+                 selection: Selection, report: ChannelReport) -> None:
     eco.save_caches(session, channel, caches.ecosystem, caches.state)
     if selection.cursor is not None:
         caches.state.put(CURSOR_KEY, selection.cursor)
+    complete = selection.cursor is not None and not report.failed
+    caches.state.put(LAST_COMPLETE_KEY, {
+        "cursor": selection.cursor, "options": options_digest(channel), "selected": len(selection.releases),
+        "warnings": list(selection.warnings)} if complete else None)
     save_state(session, channel.id, caches.state)
 
 
@@ -269,7 +314,7 @@ def record_sync(session: Session, eco: Ecosystem, config: ChannelSpec, selection
         if key not in selection.releases and release.state == ReleaseState.ACTIVE:
             release.state = ReleaseState.REMOVED
             report.removed.append((release.display_name, release.version))
-    _save_caches(session, eco, config, caches, selection)
+    _save_caches(session, eco, config, caches, selection, report)
     session.add(Snapshot(channel_id=config.id, selection=selection.snapshot()))
     session.add(
         SyncRun(
@@ -330,19 +375,29 @@ def sync_channel(app: AppContext, name: str, policy: FetchPolicy | None = None) 
 def _sync_channel(app: AppContext, name: str, policy: FetchPolicy | None) -> ChannelReport:
     started = time.monotonic()
     app.blobs.clean_stale_temporaries()  # what writers killed long ago left behind
+    policy = policy or FetchPolicy()
     with app.db.transaction() as session:
         config = load_channel(session, name)
         eco = ecosystem(config.kind)
-        caches = load_caches(session, eco, config)
+        state = load_state(session, config.id)
     report = ChannelReport(config.name)
+    app.home.tmp_dir.mkdir(parents=True, exist_ok=True)
+    # Before any cache is loaded: an unchanged upstream then costs its conditional requests and no more.
+    if upstream_unchanged(eco, config, state, policy, app.home.tmp_dir):
+        with app.db.write_transaction() as session:
+            record_no_change(session, config, state, report)
+        run_vetters(app, config, report)
+        report.seconds = time.monotonic() - started
+        return report
+    with app.db.transaction() as session:
+        caches = load_caches(session, eco, config, state)
 
     def held() -> dict[str, dict[str, HeldFile]]:
         with app.db.transaction() as session:
             return held_files(session, config.id)
 
-    app.home.tmp_dir.mkdir(parents=True, exist_ok=True)
     selection, outcomes = asyncio.run(
-        _select_and_fetch(eco, config, app.blobs, caches, policy or FetchPolicy(), app.home.tmp_dir, held, report)
+        _select_and_fetch(eco, config, app.blobs, caches, policy, app.home.tmp_dir, held, report)
     )
     report.warnings = selection.warnings
     report.selected = len(selection.releases)

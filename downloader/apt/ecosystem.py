@@ -158,6 +158,13 @@ class AptEcosystem:
         if caches.changed:
             state.put(STATE_KEY, caches.to_json())
 
+    async def upstream_cursor(self, channel: ChannelSpec, state: AdapterState, policy: FetchPolicy,
+                              scratch: Path) -> str | None:
+        """The digest of every suite's InRelease, from one conditional request each (`downloader.base.CursorProbe`)."""
+        from downloader.apt.sync import inrelease_cursor
+
+        return await inrelease_cursor(channel, state, STATE_KEY, policy)
+
     def open(self, channel: ChannelSpec, blobs: BlobStore, caches: Any, policy: FetchPolicy,
              scratch: Path) -> AptSync:
         from downloader.apt.sync import AptSync

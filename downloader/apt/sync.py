@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from downloader.apt.adapter import AptAdapter, AptCaches
 from downloader.apt.options import AptOptions
-from downloader.base import ChannelSpec, FetchPolicy, Selection, StoreOutcome, UpstreamFile, store_files
-from downloader.fetch import FetchingSync
+from downloader.base import AdapterState, ChannelSpec, FetchPolicy, Selection, StoreOutcome, UpstreamFile, store_files
+from downloader.fetch import Fetcher, FetchingSync
 from reservoir.blobs import BlobStore
 
 
@@ -37,3 +39,35 @@ class AptSync(FetchingSync):
 
     async def store(self, files: list[UpstreamFile], on_done: Callable[[int], None]) -> list[StoreOutcome]:
         return await store_files(self.fetcher, self.blobs, files, on_done)
+
+
+async def inrelease_cursor(channel: ChannelSpec, state: AdapterState, key: str, policy: FetchPolicy) -> str | None:
+    """`AptCaches.cursor` as a sync would compute it now, from a conditional GET of each suite's InRelease.
+
+    None when a suite was never synced or came from Release + Release.gpg
+    (only the full sync reads those). Nothing is verified here: the hub
+    compares the result with the cursor of a sync that verified those bytes.
+    """
+    options = AptOptions.from_json(dict(channel.options))
+    caches = AptCaches.from_json(state.get(key) or {})
+    kept = [caches.suites.get(suite) for suite in options.suites]
+    if any(st is None or st.signature_sha256 is not None for st in kept):
+        return None
+    async with Fetcher(policy) as fetcher:
+        answers = await asyncio.gather(*(
+            fetcher.get_page(f"{suite}: InRelease", f"{options.source(suite).uri}dists/{suite}/InRelease",
+                             st.etag, st.last_modified)
+            for suite, st in zip(options.suites, kept) if st is not None))
+    refreshed = False
+    for suite, st, answer in zip(options.suites, kept, answers, strict=True):
+        assert st is not None
+        if answer.status == 304:
+            continue
+        digest = hashlib.sha256(answer.body).hexdigest()
+        if digest == st.release_sha256 and (answer.etag, answer.last_modified) != (st.etag, st.last_modified):
+            refreshed = True  # same bytes, new validators: the next probe gets its 304
+        caches.suites[suite] = replace(st, etag=answer.etag, last_modified=answer.last_modified,
+                                       release_sha256=digest)
+    if refreshed and caches.cursor == AptCaches.from_json(state.get(key) or {}).cursor:
+        state.put(key, caches.to_json())
+    return caches.cursor

@@ -80,6 +80,8 @@ class Caches:
     changed_pages: set[str] = field(default_factory=set)
     changed_metadata: set[str] = field(default_factory=set)
     root_changed: bool = False
+    # The root as the no-change probe just fetched it (a PageResponse, 200): this sync reads it instead.
+    fetched_root: Any = None
 
     def remember_root(self, entry: CachedRoot) -> None:
         if entry != self.root:
@@ -207,8 +209,9 @@ class PyPIAdapter:
         options_changed = cached is not None and cached.options_digest != digest
         conditional = cached is not None and cached.serial is not None and not options_changed
         url = self.upstream.rstrip("/") + "/"
+        fetched, self.caches.fetched_root = self.caches.fetched_root, None
         try:
-            response = await self.fetcher.get_page(
+            response = fetched if fetched is not None and conditional else await self.fetcher.get_page(
                 "the upstream's root index", url, cached.etag if conditional and cached else None,
                 cached.last_modified if conditional and cached else None, ROOT_ACCEPT)
         except ReservoirError:

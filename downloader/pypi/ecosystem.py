@@ -112,13 +112,25 @@ class PyPIEcosystem:
 
     def load_caches(self, session: Session, channel: ChannelSpec, state: AdapterState) -> Caches:
         from downloader.pypi.cache import load_caches
+        from downloader.pypi.sync import ROOT_STATE_KEY
 
-        return load_caches(session, channel.id)
+        caches = load_caches(session, channel.id)
+        caches.fetched_root = state.fetched.pop(ROOT_STATE_KEY, None)
+        return caches
 
     def save_caches(self, session: Session, channel: ChannelSpec, caches: Any, state: AdapterState) -> None:
         from downloader.pypi.cache import save_caches
+        from downloader.pypi.sync import ROOT_STATE_KEY, root_probe_state
 
         save_caches(session, channel.id, caches)
+        state.put(ROOT_STATE_KEY, root_probe_state(caches))
+
+    async def upstream_cursor(self, channel: ChannelSpec, state: AdapterState, policy: FetchPolicy,
+                              scratch: Path) -> str | None:
+        """The root index's serial, from one conditional request (`downloader.base.CursorProbe`)."""
+        from downloader.pypi.sync import root_cursor
+
+        return await root_cursor(channel.upstream, state, policy)
 
     def open(self, channel: ChannelSpec, blobs: BlobStore, caches: Any, policy: FetchPolicy,
              scratch: Path) -> PyPISync:
