@@ -179,3 +179,33 @@ def test_root_worth_reading() -> None:
     assert root_worth_reading(None, 1)
     assert root_worth_reading(50 * ROOT_BYTES_PER_PAGE, 50)
     assert not root_worth_reading(50 * ROOT_BYTES_PER_PAGE + 1, 50)
+
+
+def test_no_change_sync_loads_no_page_cache(tmp_path: Path, served: RunningIndex,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "hub"
+    hub_on(home, served.url)
+    sync(home)
+    sync(home)  # the root read: its serial is the cursor of a complete sync
+    served.reset()
+    with monkeypatch.context() as patched:
+        patched.setattr("downloader.pypi.cache.load_caches", lambda *a, **k: pytest.fail("the page caches were read"))
+        third = sync(home)
+    assert "3 releases selected, 0 added, 0 removed, 0 failed; downloaded 0 files" in third.stdout
+    assert served.total() == 1 and served.count("root-304") == 1, dict(served.requests)
+
+
+def test_a_sync_that_failed_a_file_is_followed_by_a_full_one(tmp_path: Path, served: RunningIndex) -> None:
+    home = tmp_path / "hub"
+    hub_on(home, served.url)
+    served.flaky["gamma-1.0-py3-none-any.whl"] = 10_000
+    for _ in range(2):  # the second one reads the root: the upstream then stands still
+        failed = invoke("--home", str(home), "sync")
+        assert failed.exit_code != 0 and "gamma" in failed.output
+    served.flaky.clear()
+    served.reset()
+    retried = sync(home)
+    assert "+ gamma 1.0 (1 file," in retried.stdout and " 0 failed;" in retried.stdout
+    served.reset()
+    assert "0 added, 0 removed, 0 failed; downloaded 0 files" in sync(home).stdout
+    assert served.total() == 1  # complete now: the next no-change sync is one request again
