@@ -42,7 +42,16 @@ from hub.channels import get_channel
 from reservoir.blobs import BlobStore
 from reservoir.context import AppContext
 from reservoir.errors import ReservoirError
-from reservoir.models import Artifact, ArtifactState, Channel, Release, ReleaseState, Snapshot, SyncRun, utcnow
+from reservoir.models import (
+    Artifact,
+    ArtifactState,
+    Channel,
+    Release,
+    ReleaseState,
+    Snapshot,
+    SyncRun,
+    utcnow,
+)
 from reservoir.plugins import vetters
 from reservoir.progress import Progress
 

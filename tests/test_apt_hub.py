@@ -30,8 +30,22 @@ from reservoir.blobs import BlobStore
 from reservoir.cli import cli
 from reservoir.context import AppContext
 from reservoir.db import open_database
-from reservoir.models import Artifact, ArtifactState, Channel, Release, ReleaseState, Snapshot
-from tests.support.apt_repo import ArchiveKey, Repo, make_key, sign_suite, write_index, write_repo
+from reservoir.models import (
+    Artifact,
+    ArtifactState,
+    Channel,
+    Release,
+    ReleaseState,
+    Snapshot,
+)
+from tests.support.apt_repo import (
+    ArchiveKey,
+    Repo,
+    make_key,
+    sign_suite,
+    write_index,
+    write_repo,
+)
 from tests.support.clients import clients_required, require_executable
 from tests.support.debs import FIXTURE_SET, HELLO_SCRIPT, DebSpec, build_deb
 from tests.support.http_folder import RunningFolder, serve_folder
@@ -256,6 +270,30 @@ def test_sync_verifies_selects_and_fetches_then_a_second_sync_asks_only_for_inre
     assert "+ hello 1.2-1 (1 file," in third.stdout and "- hello 1.1-1" in third.stdout
     assert "downloaded 1 files" in third.stdout
     assert served.count(".deb") == 1 and served.count("/binary-amd64/") == 1  # stable's index is unchanged
+    assert served.count("/dists/stable-updates/InRelease") == 1  # the probe's answer is the one verified
+
+
+def test_a_no_change_sync_past_a_kept_valid_until_verifies_again(tmp_path: Path, served: RunningFolder,
+                                                                 keys: tuple[ArchiveKey, ArchiveKey],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe trusts a verified InRelease only until its Valid-Until: then the full sync checks it again."""
+    home = tmp_path / "hub"
+    make_hub(home, served.url, keys[0].public)
+    assert invoke(home, "sync").exit_code == 0
+    db = open_database(f"sqlite:///{home / 'reservoir.db'}")
+    with db.transaction() as session:  # as if the time had passed the Valid-Until the last sync verified
+        row = session.scalars(select(AdapterStateRow).where(AdapterStateRow.key == "suites")).one()
+        row.value = {suite: {**state, "valid_until": "2000-01-01T00:00:00+00:00"} for suite, state in row.value.items()}
+    db.engine.dispose()
+    import downloader.apt.adapter as adapter
+
+    read: list[str] = []
+    real = adapter.open_index
+    monkeypatch.setattr(adapter, "open_index", lambda data, choice, what: (read.append(what), real(data, choice, what))[1])
+    again = invoke(home, "sync")
+    assert again.exit_code == 0, again.output
+    assert "0 added, 0 removed, 0 failed; downloaded 0 files" in again.stdout
+    assert len(read) == 2  # both suites verified and read again (the fixture's InReleases carry no Valid-Until)
 
 
 def test_unsatisfiable_dependency_is_a_warning_naming_the_chain(tmp_path: Path, keys: tuple[ArchiveKey, ArchiveKey],

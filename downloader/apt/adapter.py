@@ -21,10 +21,10 @@ import asyncio
 import hashlib
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from downloader.apt.closure import ClosureResult, Universe, resolve
@@ -70,21 +70,25 @@ class SuiteState:
     release_sha256: str  # blob: the signed file as fetched (InRelease, or Release then Release.gpg)
     signature_sha256: str | None  # blob: Release.gpg when there was no InRelease
     indexes: dict[str, str] = field(default_factory=dict)  # index file sha256 (as the Release lists it) -> blob
+    valid_until: str | None = None  # the verified Release's Valid-Until (ISO); the no-change probe checks it
 
     def to_json(self) -> dict[str, Any]:
         return {"etag": self.etag, "last_modified": self.last_modified, "release_sha256": self.release_sha256,
-                "signature_sha256": self.signature_sha256, "indexes": dict(self.indexes)}
+                "signature_sha256": self.signature_sha256, "indexes": dict(self.indexes),
+                "valid_until": self.valid_until}
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> SuiteState:
         return SuiteState(data.get("etag"), data.get("last_modified"), str(data["release_sha256"]),
-                          data.get("signature_sha256"), dict(data.get("indexes", {})))
+                          data.get("signature_sha256"), dict(data.get("indexes", {})), data.get("valid_until"))
 
 
 @dataclass
 class AptCaches:
     suites: dict[str, SuiteState] = field(default_factory=dict)
     changed: bool = False
+    # InRelease answers (200) the no-change probe just fetched, by suite: this sync reads them instead.
+    fetched: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def cursor(self) -> str:
@@ -147,6 +151,7 @@ class AptAdapter:
             verified = verify_detached(data, signature, keyrings, tmp, what)
         release = parse_release(verified.text, what)
         check_release(release, suite, self.now, self.options.allow_expired, what)
+        state.valid_until = release.valid_until.isoformat() if release.valid_until else None
         self.labels[suite] = (release.fields.get("Origin", ""), release.fields.get("Label", ""))
         self._store(data)  # only once verified
         if signature is not None:
@@ -163,10 +168,11 @@ class AptAdapter:
                              ) -> tuple[bytes, bytes | None, SuiteState]:
         """(Release data, detached signature or None, the state to keep): InRelease first, conditionally."""
         reuse = cached is not None and cached.signature_sha256 is None and self.blobs.has(cached.release_sha256)
+        fetched = self.caches.fetched.pop(suite, None)
         try:
-            response = await self.fetcher.get_page(f"{suite}: InRelease", dist + "InRelease",
-                                                   cached.etag if reuse and cached else None,
-                                                   cached.last_modified if reuse and cached else None)
+            response = fetched or await self.fetcher.get_page(f"{suite}: InRelease", dist + "InRelease",
+                                                              cached.etag if reuse and cached else None,
+                                                              cached.last_modified if reuse and cached else None)
         except NotFound:
             data = await self.fetcher.get_bytes(f"{suite}: Release", dist + "Release")
             signature = await self.fetcher.get_bytes(f"{suite}: Release.gpg", dist + "Release.gpg")

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
     from downloader.apt.adapter import AptCaches
     from downloader.apt.sync import AptSync
-
     from downloader.base import AdapterState
     from reservoir.blobs import BlobStore
 
@@ -152,7 +151,9 @@ class AptEcosystem:
     def load_caches(self, session: Session, channel: ChannelSpec, state: AdapterState) -> AptCaches:
         from downloader.apt.adapter import AptCaches
 
-        return AptCaches.from_json(state.get(STATE_KEY) or {})
+        caches = AptCaches.from_json(state.get(STATE_KEY) or {})
+        caches.fetched = state.fetched.pop(STATE_KEY, {})
+        return caches
 
     def save_caches(self, session: Session, channel: ChannelSpec, caches: Any, state: AdapterState) -> None:
         if caches.changed:

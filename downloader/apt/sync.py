@@ -6,11 +6,20 @@ import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from downloader.apt.adapter import AptAdapter, AptCaches
 from downloader.apt.options import AptOptions
-from downloader.base import AdapterState, ChannelSpec, FetchPolicy, Selection, StoreOutcome, UpstreamFile, store_files
+from downloader.base import (
+    AdapterState,
+    ChannelSpec,
+    FetchPolicy,
+    Selection,
+    StoreOutcome,
+    UpstreamFile,
+    store_files,
+)
 from downloader.fetch import Fetcher, FetchingSync
 from reservoir.blobs import BlobStore
 
@@ -53,6 +62,10 @@ async def inrelease_cursor(channel: ChannelSpec, state: AdapterState, key: str, 
     kept = [caches.suites.get(suite) for suite in options.suites]
     if any(st is None or st.signature_sha256 is not None for st in kept):
         return None
+    now = datetime.now(timezone.utc)
+    if not options.allow_expired and any(st.valid_until and datetime.fromisoformat(st.valid_until) <= now
+                                         for st in kept if st is not None):
+        return None  # the full sync verifies again and refuses the expired Release
     async with Fetcher(policy) as fetcher:
         answers = await asyncio.gather(*(
             fetcher.get_page(f"{suite}: InRelease", f"{options.source(suite).uri}dists/{suite}/InRelease",
@@ -64,6 +77,7 @@ async def inrelease_cursor(channel: ChannelSpec, state: AdapterState, key: str, 
         if answer.status == 304:
             continue
         digest = hashlib.sha256(answer.body).hexdigest()
+        state.fetched.setdefault(key, {})[suite] = answer  # a changed suite: the sync that follows reads this one
         if digest == st.release_sha256 and (answer.etag, answer.last_modified) != (st.etag, st.last_modified):
             refreshed = True  # same bytes, new validators: the next probe gets its 304
         caches.suites[suite] = replace(st, etag=answer.etag, last_modified=answer.last_modified,

@@ -6,7 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from downloader.base import AdapterState, ChannelSpec, FetchPolicy, Selection, StoreOutcome, UpstreamFile
+from downloader.base import (
+    AdapterState,
+    ChannelSpec,
+    FetchPolicy,
+    Selection,
+    StoreOutcome,
+    UpstreamFile,
+)
 from downloader.fetch import Fetcher, FetchingSync, is_file_url, upstream_root_exists
 from downloader.pypi.adapter import ROOT_ACCEPT, Caches, PyPIAdapter, root_worth_reading
 from downloader.pypi.index import JSON_TYPE, parse_root_serial
