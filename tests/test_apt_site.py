@@ -434,12 +434,12 @@ def test_apt_sources_prints_the_deb822_stanza(site: AppContext, debs: dict[str, 
 
     def sources(*extra: str) -> str:
         return subprocess.run([sys.executable, "-m", "reservoir", "--home", str(site.home_root), "apt", "sources",
-                               CHANNEL, "--url", "http://mirror.site.invalid:8080/", *extra],
+                               CHANNEL, "--url", "http://127.0.0.1:8080/", *extra],
                               capture_output=True, text=True, timeout=60, check=True).stdout
 
     inline = sources()
     lines = inline.splitlines()
-    assert lines[:5] == ["Types: deb", f"URIs: http://mirror.site.invalid:8080/apt/{CHANNEL}/",
+    assert lines[:5] == ["Types: deb", f"URIs: http://127.0.0.1:8080/apt/{CHANNEL}/",
                          "Suites: stable stable-updates", "Components: main", "Architectures: amd64"]
     assert lines[5] == "Signed-By: -----BEGIN PGP PUBLIC KEY BLOCK-----"
     assert lines[6] == " ." and lines[-1] == " -----END PGP PUBLIC KEY BLOCK-----"

@@ -45,7 +45,7 @@ def add_deb(session: Session, blobs: BlobStore, channel: Channel, deb: Path, sui
     """One real `.deb` into the catalog and blob store, with the meta the hub's adapter gives it."""
     record = record_of(deb, suite, component)
     meta = {**release_meta(record), **(meta_changes or {})}
-    file = upstream_file(record, "http://upstream.invalid/")
+    file = upstream_file(record, "http://127.0.0.1:9/")
     release = Release(channel=channel, name=record.name, display_name=record.name, version=record.version,
                       gate=gate, meta=meta)
     session.add(release)

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEP5 = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+DEP5 = """Format: machine-readable copyright format 1.0 (DEP-5)
 Upstream-Name: {name}
 
 Files: *
