@@ -40,14 +40,14 @@ from reservoir.models import (
 )
 from tests.support.apt_repo import (
     ArchiveKey,
+    archive_and_stranger,
     Repo,
-    make_key,
     sign_suite,
     write_index,
     write_repo,
 )
 from tests.support.clients import clients_required, require_executable
-from tests.support.debs import FIXTURE_SET, HELLO_SCRIPT, DebSpec, build_deb
+from tests.support.debs import HELLO_SCRIPT, DebSpec, build_deb, build_fixture_suites
 from tests.support.http_folder import RunningFolder, serve_folder
 
 CLOSURE = ["base-files-fixture==12-1", "greet-base==1.0-1", "greet-data==1.0-1", "hello==1.1-1",
@@ -66,19 +66,14 @@ def no_installed_vetters(monkeypatch: pytest.MonkeyPatch) -> None:
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ArchiveKey, ArchiveKey]]:
     for tool in ("gpg", "gpgv", "dpkg-deb"):
         require_executable(tool)
-    base = tmp_path_factory.mktemp("apt-hub-keys")
-    archive, stranger = make_key(base / "archive"), make_key(base / "stranger", "Someone Else")
-    yield archive, stranger
-    archive.close()
-    stranger.close()
+    with archive_and_stranger(tmp_path_factory.mktemp("apt-hub-keys")) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory: pytest.TempPathFactory, keys: tuple[ArchiveKey, ArchiveKey]) -> dict[str, list[Path]]:
     out = tmp_path_factory.mktemp("apt-hub-debs")
-    suites: dict[str, list[Path]] = {}
-    for suite, spec in FIXTURE_SET:
-        suites.setdefault(suite, []).append(build_deb(spec, out / suite))
+    suites = build_fixture_suites(out)
     suites["newer"] = [build_deb(NEWER_HELLO, out / "newer")]
     return suites
 

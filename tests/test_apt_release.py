@@ -37,9 +37,9 @@ from downloader.apt.sources import SuiteSource
 from downloader.fetch import Fetcher
 from reservoir.blobs import BlobStore
 from reservoir.errors import ConfigError, IntegrityError
-from tests.support.apt_repo import Repo, ArchiveKey, make_key, sign_suite, write_index, write_repo
+from tests.support.apt_repo import Repo, ArchiveKey, archive_and_stranger, sign_suite, write_index, write_repo
 from tests.support.clients import require_executable
-from tests.support.debs import FIXTURE_SET, DebSpec, build_deb
+from tests.support.debs import DebSpec, build_deb, build_fixture_suites
 
 NOW = datetime.now(timezone.utc)
 
@@ -48,20 +48,13 @@ NOW = datetime.now(timezone.utc)
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ArchiveKey, ArchiveKey]]:
     for tool in ("gpg", "gpgv", "dpkg-deb"):
         require_executable(tool)
-    base = tmp_path_factory.mktemp("apt-keys")
-    archive, stranger = make_key(base / "archive"), make_key(base / "stranger", "Someone Else")
-    yield archive, stranger
-    archive.close()
-    stranger.close()
+    with archive_and_stranger(tmp_path_factory.mktemp("apt-keys")) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory: pytest.TempPathFactory, keys: tuple[ArchiveKey, ArchiveKey]) -> dict[str, list[Path]]:
-    out = tmp_path_factory.mktemp("apt-debs")
-    suites: dict[str, list[Path]] = {}
-    for suite, spec in FIXTURE_SET:
-        suites.setdefault(suite, []).append(build_deb(spec, out / suite))
-    return suites
+    return build_fixture_suites(tmp_path_factory.mktemp("apt-debs"))
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from restorer.publish.apt import AptPublisher, leaf_key
 from tests.support.apt_site import add_deb, apt_channel, site_app
 from tests.support.bundles import make_pair
 from tests.support.clients import require_executable
-from tests.support.debs import FIXTURE_SET, DebSpec, build_deb, have_dpkg_deb
+from tests.support.debs import DebSpec, build_deb, build_fixture_suites, have_dpkg_deb
 from tests.support.site import free_port, run_server
 from transferer.export import export_bundle
 from transferer.format import MANIFEST, SIGNATURE, BundleError
@@ -48,11 +48,7 @@ SUITES = ("stable", "stable-updates")
 
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
-    out = tmp_path_factory.mktemp("debs")
-    found: dict[str, list[Path]] = {}
-    for suite, spec in FIXTURE_SET:
-        found.setdefault(suite, []).append(build_deb(spec, out / suite))
-    return found
+    return build_fixture_suites(tmp_path_factory.mktemp("debs"))
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ import lzma
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -90,6 +92,17 @@ class Repo:
     def packages(self, suite: str) -> Path:
         s = self.suites[suite]
         return self.dist(suite) / s.component / f"binary-{s.arch}" / "Packages"
+
+
+@contextmanager
+def archive_and_stranger(base: Path) -> Iterator[tuple[ArchiveKey, ArchiveKey]]:
+    """The test archive's signing key and another one it does not trust; both closed after."""
+    archive, stranger = make_key(base / "archive"), make_key(base / "stranger", "Someone Else")
+    try:
+        yield archive, stranger
+    finally:
+        archive.close()
+        stranger.close()
 
 
 def _pool_path(component: str, source: str, filename: str) -> str:

@@ -97,6 +97,14 @@ def build_debs(specs: list[DebSpec], out_dir: Path) -> list[Path]:
     return [build_deb(spec, out_dir) for spec in specs]
 
 
+def build_fixture_suites(out_dir: Path) -> dict[str, list[Path]]:
+    """FIXTURE_SET built into `out_dir/<suite>/`: {suite: [.deb, ...]}."""
+    suites: dict[str, list[Path]] = {}
+    for suite, spec in FIXTURE_SET:
+        suites.setdefault(suite, []).append(build_deb(spec, out_dir / suite))
+    return suites
+
+
 def have_dpkg_deb() -> bool:
     return shutil.which("dpkg-deb") is not None
 
